@@ -1,0 +1,222 @@
+//! NumPy `.npy` reader (format versions 1, 2 and 3; numeric dtypes; C or Fortran order).
+//!
+//! A 1-D array is read as one column, a 2-D array as rows x columns, and an array of higher rank (such
+//! as images `(n, 28, 28)`) as `n` rows of its flattened trailing dimensions.
+
+use std::path::Path;
+
+use super::{DataError, Matrix};
+
+pub(super) const MAGIC: &[u8] = b"\x93NUMPY";
+
+pub fn read_npy(path: &Path, bytes: &[u8]) -> Result<Matrix, DataError> {
+    let err = |m: String| DataError::new(path, m);
+    if !bytes.starts_with(MAGIC) {
+        return Err(err(
+            "not a NumPy .npy file (missing the \\x93NUMPY magic)".into()
+        ));
+    }
+    let (major, header_start, header_len) = match bytes.get(6..12) {
+        Some(&[1, _, a, b, ..]) => (1, 10, u16::from_le_bytes([a, b]) as usize),
+        Some(&[v @ (2 | 3), _, a, b, c, d]) => (v, 12, u32::from_le_bytes([a, b, c, d]) as usize),
+        Some(&[v, ..]) => return Err(err(format!("unsupported .npy format version {v}"))),
+        _ => return Err(err("truncated .npy header".into())),
+    };
+    let header_bytes = bytes
+        .get(header_start..header_start + header_len)
+        .ok_or_else(|| err("truncated .npy header".into()))?;
+    let header = if major == 3 {
+        String::from_utf8_lossy(header_bytes).into_owned()
+    } else {
+        header_bytes.iter().map(|&b| b as char).collect()
+    };
+    let descr = dict_value(&header, "descr")
+        .ok_or_else(|| err(format!("no 'descr' in .npy header: {header}")))?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let fortran = dict_value(&header, "fortran_order")
+        .map(|v| v.starts_with("True"))
+        .unwrap_or(false);
+    let shape_text = dict_value(&header, "shape")
+        .ok_or_else(|| err(format!("no 'shape' in .npy header: {header}")))?;
+    let shape: Vec<usize> = shape_text
+        .trim_start_matches('(')
+        .split([',', ')'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| err(format!("bad shape {shape_text} in .npy header")))
+        })
+        .collect::<Result<_, _>>()?;
+    let (n_rows, n_cols) = match shape.as_slice() {
+        [] => (1, 1),
+        [n] => (*n, 1),
+        [n, rest @ ..] => (*n, rest.iter().product()),
+    };
+    let elem = Elem::parse(descr).ok_or_else(|| {
+        err(format!(
+            "unsupported .npy dtype '{descr}': expected a numeric type (f4, f8, i1..i8, u1..u8, b1)"
+        ))
+    })?;
+    let data = &bytes[header_start + header_len..];
+    let count = n_rows * n_cols;
+    let needed = count * elem.size;
+    if data.len() < needed {
+        return Err(err(format!(
+            "truncated .npy data: shape {shape:?} of '{descr}' needs {needed} bytes, the file holds {}",
+            data.len()
+        )));
+    }
+    let mut values: Vec<f64> = data[..needed]
+        .chunks_exact(elem.size)
+        .map(|c| elem.read(c))
+        .collect();
+    if fortran && shape.len() > 1 {
+        // Column-major: element (i, j) sits at j * n_rows + i.
+        let mut c_order = vec![0.0; count];
+        for i in 0..n_rows {
+            for j in 0..n_cols {
+                c_order[i * n_cols + j] = values[j * n_rows + i];
+            }
+        }
+        values = c_order;
+    }
+    if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
+        return Err(err(format!(
+            "row {} column {}: {} is not a finite number",
+            pos / n_cols.max(1),
+            pos % n_cols.max(1),
+            values[pos]
+        )));
+    }
+    Ok(Matrix::new(n_rows, n_cols, values))
+}
+
+/// The raw text of `key`'s value in a Python dict literal (up to the next top-level comma).
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let start = header.find(&format!("'{key}'"))? + key.len() + 2;
+    let rest = header[start..].trim_start().strip_prefix(':')?.trim_start();
+    let mut depth = 0i32;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&rest[..=i]);
+                }
+            }
+            ',' | '}' if depth == 0 => return Some(rest[..i].trim()),
+            _ => {}
+        }
+    }
+    None
+}
+
+struct Elem {
+    kind: u8,
+    size: usize,
+    big_endian: bool,
+}
+
+impl Elem {
+    fn parse(descr: &str) -> Option<Self> {
+        let (order, rest) = descr.split_at(1.min(descr.len()));
+        let (big_endian, rest) = match order {
+            "<" | "|" | "=" => (false, rest),
+            ">" => (true, rest),
+            _ => (false, descr),
+        };
+        let kind = *rest.as_bytes().first()?;
+        let size: usize = rest[1..].parse().ok()?;
+        let ok = matches!(
+            (kind, size),
+            (b'f', 4 | 8) | (b'i' | b'u', 1 | 2 | 4 | 8) | (b'b', 1)
+        );
+        ok.then_some(Self {
+            kind,
+            size,
+            big_endian,
+        })
+    }
+
+    fn read(&self, c: &[u8]) -> f64 {
+        let mut buf = [0u8; 8];
+        buf[..self.size].copy_from_slice(c);
+        if self.big_endian {
+            buf[..self.size].reverse();
+        }
+        match (self.kind, self.size) {
+            (b'f', 4) => f32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as f64,
+            (b'f', 8) => f64::from_le_bytes(buf),
+            (b'i', 1) => buf[0] as i8 as f64,
+            (b'i', 2) => i16::from_le_bytes([buf[0], buf[1]]) as f64,
+            (b'i', 4) => i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as f64,
+            (b'i', 8) => i64::from_le_bytes(buf) as f64,
+            (b'u', 2) => u16::from_le_bytes([buf[0], buf[1]]) as f64,
+            (b'u', 4) => u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as f64,
+            (b'u', 8) => u64::from_le_bytes(buf) as f64,
+            // u1 and b1
+            _ => buf[0] as f64,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Bytes of a version-1 .npy file.
+    pub(crate) fn npy_bytes(descr: &str, shape: &str, fortran: bool, data: &[u8]) -> Vec<u8> {
+        let mut header = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+            if fortran { "True" } else { "False" }
+        );
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn reads_f8_c_and_fortran_order() {
+        let vals: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let m = read_npy(
+            Path::new("a.npy"),
+            &npy_bytes("<f8", "(2, 3)", false, &vals),
+        )
+        .unwrap();
+        assert_eq!((m.n_rows, m.n_cols), (2, 3));
+        assert_eq!(m.row(1), &[4.0, 5.0, 6.0]);
+        let m = read_npy(Path::new("a.npy"), &npy_bytes("<f8", "(2, 3)", true, &vals)).unwrap();
+        assert_eq!(m.row(0), &[1.0, 3.0, 5.0]);
+    }
+
+    #[test]
+    fn reads_images_as_flat_rows_and_rejects_truncation() {
+        let vals = vec![7u8; 2 * 2 * 2];
+        let m = read_npy(
+            Path::new("a.npy"),
+            &npy_bytes("|u1", "(2, 2, 2)", false, &vals),
+        )
+        .unwrap();
+        assert_eq!((m.n_rows, m.n_cols), (2, 4));
+        let e = read_npy(
+            Path::new("a.npy"),
+            &npy_bytes("|u1", "(3, 2, 2)", false, &vals),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("truncated"), "{e}");
+        let e = read_npy(Path::new("a.npy"), &npy_bytes("<U8", "(1,)", false, &vals)).unwrap_err();
+        assert!(e.message.contains("unsupported"), "{e}");
+    }
+}

@@ -1,0 +1,24 @@
+//! Gaussian mixtures fitted by exact EM, with scikit-learn's estimator contract.
+//!
+//! ```text
+//! p(x) = sum_j pi_j N(x | mu_j, Sigma_j)
+//! ```
+//! [`GmmParams`] (unchecked, as read from a config) `.check()` gives [`GmmValidParams`], whose `fit`
+//! returns a [`GaussianMixture`] with `predict`, `predict_proba`, `score`, `score_samples`, `sample`, `bic`
+//! and `aic`. Rows with a known component (partly labelled data) have their responsibilities clamped to it
+//! in every E-step.
+
+mod estep;
+mod fit;
+mod init;
+mod model;
+mod mstep;
+mod parameters;
+mod params;
+pub mod synthetic;
+mod workspace;
+
+pub use fit::{BestFit, CHECKPOINT_FORMAT, EmObserver, GmmCheckpoint, IterationRecord};
+pub use model::{GaussianMixture, GaussianMixtureJson, MODEL_FORMAT};
+pub use parameters::*;
+pub use params::*;

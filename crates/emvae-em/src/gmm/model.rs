@@ -1,0 +1,191 @@
+//! A fitted Gaussian mixture: scikit-learn's `predict`, `predict_proba`, `score`, `score_samples`,
+//! `sample`, `bic` and `aic`.
+
+use emvae_core::data::Matrix;
+use emvae_core::linalg;
+use emvae_core::rng::rng_for;
+use emvae_core::tensor::Compute;
+use rand_distr::{Binomial, Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::parameters::{GmmParameters, GmmParametersJson};
+use super::workspace::Workspace;
+use crate::EmError;
+
+/// Format tag of the model file.
+pub const MODEL_FORMAT: &str = "emvae.gmm.v1";
+
+/// A Gaussian mixture fitted by EM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaussianMixture {
+    pub parameters: GmmParameters,
+    /// Whether the best restart converged (its last change was below `tol`).
+    pub converged: bool,
+    /// EM iterations of the best restart.
+    pub n_iter: usize,
+    /// Average log-likelihood entering the last E-step of the best restart.
+    pub lower_bound: f64,
+    /// The best restart's trajectory of average log-likelihoods, one per iteration.
+    pub lower_bounds: Vec<f64>,
+    /// Which restart was best (0-based).
+    pub best_restart: usize,
+}
+
+/// The model file: parameters as nested JSON arrays plus the fit's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianMixtureJson {
+    pub format: String,
+    #[serde(flatten)]
+    pub parameters: GmmParametersJson,
+    pub converged: bool,
+    pub n_iter: usize,
+    pub lower_bound: f64,
+    pub lower_bounds: Vec<f64>,
+    pub best_restart: usize,
+}
+
+impl From<&GaussianMixture> for GaussianMixtureJson {
+    fn from(m: &GaussianMixture) -> Self {
+        Self {
+            format: MODEL_FORMAT.into(),
+            parameters: (&m.parameters).into(),
+            converged: m.converged,
+            n_iter: m.n_iter,
+            lower_bound: m.lower_bound,
+            lower_bounds: m.lower_bounds.clone(),
+            best_restart: m.best_restart,
+        }
+    }
+}
+
+impl TryFrom<GaussianMixtureJson> for GaussianMixture {
+    type Error = String;
+    fn try_from(j: GaussianMixtureJson) -> Result<Self, String> {
+        if j.format != MODEL_FORMAT {
+            return Err(format!(
+                "format `{}` is not a Gaussian mixture (`{MODEL_FORMAT}`)",
+                j.format
+            ));
+        }
+        Ok(Self {
+            parameters: GmmParameters::try_from(j.parameters)?,
+            converged: j.converged,
+            n_iter: j.n_iter,
+            lower_bound: j.lower_bound,
+            lower_bounds: j.lower_bounds,
+            best_restart: j.best_restart,
+        })
+    }
+}
+
+impl GaussianMixture {
+    pub fn n_components(&self) -> usize {
+        self.parameters.n_components
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.parameters.n_features
+    }
+
+    fn workspace(&self, x: &Matrix, compute: &Compute) -> Result<Workspace, EmError> {
+        if x.n_cols != self.n_features() {
+            return Err(EmError::FeatureMismatch {
+                expected: self.n_features(),
+                found: x.n_cols,
+            });
+        }
+        Ok(Workspace::new(
+            x,
+            None,
+            self.n_components(),
+            self.parameters.covariance_type,
+            compute,
+            false,
+        ))
+    }
+
+    /// `log p(x_i) = logsumexp_j (log pi_j + log N(x_i | mu_j, Sigma_j))` per row.
+    pub fn score_samples(&self, x: &Matrix, compute: &Compute) -> Result<Vec<f64>, EmError> {
+        Ok(self.workspace(x, compute)?.score_samples(&self.parameters))
+    }
+
+    /// Average log-likelihood `1/n sum_i log p(x_i)`.
+    pub fn score(&self, x: &Matrix, compute: &Compute) -> Result<f64, EmError> {
+        let s = self.score_samples(x, compute)?;
+        Ok(s.iter().sum::<f64>() / s.len() as f64)
+    }
+
+    /// Posterior responsibilities `p(z = j | x_i)`, `[n, k]`.
+    pub fn predict_proba(&self, x: &Matrix, compute: &Compute) -> Result<Matrix, EmError> {
+        let values = self.workspace(x, compute)?.predict_proba(&self.parameters);
+        Ok(Matrix::new(x.n_rows, self.n_components(), values))
+    }
+
+    /// The most probable component of every row.
+    pub fn predict(&self, x: &Matrix, compute: &Compute) -> Result<Vec<usize>, EmError> {
+        let proba = self.predict_proba(x, compute)?;
+        Ok(proba
+            .rows()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(j, _)| j)
+            })
+            .collect())
+    }
+
+    /// Bayesian information criterion `-2 n score + p ln n` (lower is better).
+    pub fn bic(&self, x: &Matrix, compute: &Compute) -> Result<f64, EmError> {
+        let n = x.n_rows as f64;
+        Ok(-2.0 * self.score(x, compute)? * n + self.parameters.n_parameters() as f64 * n.ln())
+    }
+
+    /// Akaike information criterion `-2 n score + 2 p` (lower is better).
+    pub fn aic(&self, x: &Matrix, compute: &Compute) -> Result<f64, EmError> {
+        let n = x.n_rows as f64;
+        Ok(-2.0 * self.score(x, compute)? * n + 2.0 * self.parameters.n_parameters() as f64)
+    }
+
+    /// Draws `n` points: component counts from a multinomial over the weights, then
+    /// `x = mu_j + L_j e` with `Sigma_j = L_j L_j^T`, `e ~ N(0, I)`. Rows come grouped by component, as in
+    /// scikit-learn; returns the points and their components. Computed on the host, so the draws depend
+    /// only on `seed`, not on the backend.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<(Matrix, Vec<usize>), EmError> {
+        let p = &self.parameters;
+        let (k, d) = (p.n_components, p.n_features);
+        let mut rng = rng_for(seed, b"gmm-sample", 0);
+        // Multinomial counts by sequential conditional binomials.
+        let mut counts = vec![0u64; k];
+        let mut left = n as u64;
+        let mut mass = 1.0;
+        for j in 0..k {
+            if j + 1 == k {
+                counts[j] = left;
+                break;
+            }
+            let prob = (p.weights[j] / mass).clamp(0.0, 1.0);
+            counts[j] = Binomial::new(left, prob).map_or(0, |b| b.sample(&mut rng));
+            left -= counts[j];
+            mass -= p.weights[j];
+        }
+        let mut values = Vec::with_capacity(n * d);
+        let mut components = Vec::with_capacity(n);
+        for (j, &count) in counts.iter().enumerate() {
+            let l = linalg::cholesky_lower(&p.covariance_matrix(j), d).map_err(|e| {
+                super::parameters::ill_conditioned(Some(j), f64::NAN, &e.to_string())
+            })?;
+            let mu = p.mean(j);
+            for _ in 0..count {
+                let e: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();
+                for r in 0..d {
+                    let z: f64 = (0..=r).map(|c| l[r * d + c] * e[c]).sum();
+                    values.push(mu[r] + z);
+                }
+                components.push(j);
+            }
+        }
+        Ok((Matrix::new(n, d, values), components))
+    }
+}

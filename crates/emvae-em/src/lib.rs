@@ -1,0 +1,13 @@
+//! Exact EM: latent-variable models whose posterior p(z | x) is available in closed form.
+//!
+//! The E-step computes the exact posterior (the responsibilities), the M-step maximises the expected
+//! complete-data log-likelihood in closed form, and the marginal log-likelihood never decreases. These
+//! models are the baselines the amortized (VAE) path is validated against.
+//!
+//! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
+//!   scikit-learn parity.
+
+pub mod error;
+pub mod gmm;
+
+pub use error::EmError;
