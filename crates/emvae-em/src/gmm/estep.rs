@@ -1,196 +1,206 @@
-//! The E-step: exact posterior responsibilities in log space.
+//! The E-step: exact posterior responsibilities, in log space.
 //!
-//! `log p(x, z = j) = log pi_j + log N(x | mu_j, Sigma_j)` for every row and component, then
-//! `log p(x) = logsumexp_j log p(x, z = j)` and `log r_ij = log p(x_i, z = j) - log p(x_i)`.
-//! For a labelled row `z` is observed: its responsibilities are clamped to the label by adding `-inf`
-//! to every other component, so `log p(x)` becomes `log p(x, z = label)`.
+//! `log p(x, z = j) = log pi_j + log N(x | mu_j, Sigma_j)` for every row and component (one GEMM
+//! `phi(X) W`, see [`super::workspace`]), then `log p(x) = logsumexp_j log p(x, z = j)` and
+//! `r_ij = p(z = j | x_i)`. For a labelled row `z` is observed: its responsibilities are clamped to the
+//! label by adding `-inf` to every other component, so its `log p(x)` becomes `log p(x, z = label)`.
 
 use burn::tensor::Tensor;
-use emvae_core::tensor::{log_sum_exp, tensor_to_vec};
+use emvae_core::tensor::{Precision, tensor_to_vec};
 
 use super::parameters::GmmParameters;
 use super::params::CovarianceType;
-use super::workspace::Workspace;
+use super::workspace::{Workspace, pair_index, target_error};
 
-/// Parameters uploaded for the E-step (the quadratic form of each covariance type).
-pub(crate) enum QuadraticForm {
-    /// `P` of every component side by side, `[d, k d]`, and `mu_j^T P_j`, `[1, k d]`.
-    Full { p: Tensor<2>, mu_p: Tensor<2> },
-    /// The shared `P`, `[d, d]`, and `mu_j^T P`, `[k, d]`.
-    Tied { p: Tensor<2>, mu_p: Tensor<2> },
-    /// `sum_i mu_ji^2 tau_ji` `[1, k]`, `(mu * tau)^T` `[d, k]`, `tau^T` `[d, k]` with `tau = P^2`.
-    Diag {
-        mu2: Tensor<2>,
-        mu_tau: Tensor<2>,
-        tau: Tensor<2>,
-    },
-    /// `|mu_j|^2 tau_j` `[1, k]`, `mu^T tau` `[d, k]`, `tau` `[1, k]`.
-    Spherical {
-        mu2: Tensor<2>,
-        mu_tau: Tensor<2>,
-        tau: Tensor<2>,
-    },
+/// A component whose log-density is computed centred on its own mean.
+struct ExactComponent {
+    j: usize,
+    mu_centred: Vec<f64>,
+    /// A `[d, d]` factor of the precision, `Lambda = P P^T`.
+    p: Vec<f64>,
+    /// `log pi_j - d/2 log 2pi + log |P_j|`.
+    constant: f64,
 }
 
+/// Parameters uploaded for the E-step.
 pub(crate) struct EStepParams {
-    form: QuadraticForm,
-    /// `log pi_j - d/2 log 2pi + log |P_j|`, `[1, k]`.
-    constant: Tensor<2>,
+    /// `[F, k]`: `log p(x, z = j) = phi(x)^T W[:, j]`.
+    w: Tensor<2>,
+    exact: Vec<ExactComponent>,
+}
+
+/// `|mu|^T |Lambda| |mu|`: the size of the terms that cancel in the feature form of
+/// `(x - mu)^T Lambda (x - mu)` for `x` near `mu`.
+fn cancellation(mu: &[f64], lambda: &[f64], d: usize) -> f64 {
+    let mut s = 0.0;
+    for a in 0..d {
+        for b in 0..d {
+            s += (mu[a] * lambda[a * d + b] * mu[b]).abs();
+        }
+    }
+    s
 }
 
 impl Workspace {
+    /// Floor of `log r`: 85% of the way to the smallest normal float, so that responsibilities times
+    /// features stay normal too.
+    fn log_ratio_floor(&self) -> f64 {
+        0.85 * match self.compute.precision {
+            Precision::F64 => f64::MIN_POSITIVE.ln(),
+            Precision::F32 => (f32::MIN_POSITIVE as f64).ln(),
+        }
+    }
+
+    /// Whether component `j` (mean centred on the data, precision `lambda`) must be computed exactly.
+    pub(crate) fn needs_exact(&self, mu_centred: &[f64], lambda: &[f64]) -> bool {
+        cancellation(mu_centred, lambda, self.d) * self.compute.eps()
+            > target_error(self.compute.precision)
+    }
+
     pub fn upload(&self, p: &GmmParameters) -> EStepParams {
         let (k, d) = (self.k, self.d);
-        let c = &self.compute;
+        let f = Self::n_features_phi(self.cov_type, d);
+        let lin = self.linear_offset();
         let log_det = p.log_det_precision_cholesky();
         let half_log_2pi = 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
-        let constant: Vec<f64> = (0..k)
-            .map(|j| p.weights[j].ln() - half_log_2pi + log_det[j])
-            .collect();
-        let pc = &p.precisions_cholesky;
-        let form = match self.cov_type {
-            CovarianceType::Full => {
-                let mut cat = vec![0.0; d * k * d];
-                let mut mu_p = vec![0.0; k * d];
-                for j in 0..k {
-                    let pj = &pc[j * d * d..(j + 1) * d * d];
-                    let mu = p.mean(j);
-                    for r in 0..d {
-                        for col in 0..d {
-                            cat[r * k * d + j * d + col] = pj[r * d + col];
-                            mu_p[j * d + col] += mu[r] * pj[r * d + col];
+        let mut w = vec![0.0; f * k];
+        let mut exact = Vec::new();
+        for j in 0..k {
+            let constant = p.weights[j].ln() - half_log_2pi + log_det[j];
+            let mu: Vec<f64> = p
+                .mean(j)
+                .iter()
+                .zip(&self.center)
+                .map(|(m, c)| m - c)
+                .collect();
+            let lambda = p.precision_matrix(j);
+            let lambda_mu: Vec<f64> = (0..d)
+                .map(|a| (0..d).map(|b| lambda[a * d + b] * mu[b]).sum())
+                .collect();
+            let mu_lambda_mu: f64 = mu.iter().zip(&lambda_mu).map(|(m, l)| m * l).sum();
+            match self.cov_type {
+                CovarianceType::Full | CovarianceType::Tied => {
+                    for a in 0..d {
+                        for b in a..d {
+                            let coef = if a == b { -0.5 } else { -1.0 };
+                            w[pair_index(a, b, d) * k + j] = coef * lambda[a * d + b];
                         }
                     }
                 }
-                QuadraticForm::Full {
-                    p: c.tensor(cat, [d, k * d]),
-                    mu_p: c.tensor(mu_p, [1, k * d]),
-                }
-            }
-            CovarianceType::Tied => {
-                let mut mu_p = vec![0.0; k * d];
-                for j in 0..k {
-                    let mu = p.mean(j);
-                    for r in 0..d {
-                        for col in 0..d {
-                            mu_p[j * d + col] += mu[r] * pc[r * d + col];
-                        }
+                CovarianceType::Diag => {
+                    for a in 0..d {
+                        w[a * k + j] = -0.5 * lambda[a * d + a];
                     }
                 }
-                QuadraticForm::Tied {
-                    p: c.tensor(pc.clone(), [d, d]),
-                    mu_p: c.tensor(mu_p, [k, d]),
-                }
+                CovarianceType::Spherical => w[j] = -0.5 * lambda[0],
             }
-            CovarianceType::Diag => {
-                let mut mu2 = vec![0.0; k];
-                let mut mu_tau = vec![0.0; d * k];
-                let mut tau = vec![0.0; d * k];
-                for j in 0..k {
-                    let mu = p.mean(j);
-                    for i in 0..d {
-                        let t = pc[j * d + i] * pc[j * d + i];
-                        mu2[j] += mu[i] * mu[i] * t;
-                        mu_tau[i * k + j] = mu[i] * t;
-                        tau[i * k + j] = t;
-                    }
-                }
-                QuadraticForm::Diag {
-                    mu2: c.tensor(mu2, [1, k]),
-                    mu_tau: c.tensor(mu_tau, [d, k]),
-                    tau: c.tensor(tau, [d, k]),
-                }
+            for a in 0..d {
+                w[(lin + a) * k + j] = lambda_mu[a];
             }
-            CovarianceType::Spherical => {
-                let mut mu2 = vec![0.0; k];
-                let mut mu_tau = vec![0.0; d * k];
-                let tau: Vec<f64> = pc.iter().map(|v| v * v).collect();
-                for j in 0..k {
-                    let mu = p.mean(j);
-                    mu2[j] = mu.iter().map(|m| m * m).sum::<f64>() * tau[j];
-                    for i in 0..d {
-                        mu_tau[i * k + j] = mu[i] * tau[j];
-                    }
-                }
-                QuadraticForm::Spherical {
-                    mu2: c.tensor(mu2, [1, k]),
-                    mu_tau: c.tensor(mu_tau, [d, k]),
-                    tau: c.tensor(tau, [1, k]),
-                }
+            w[(f - 1) * k + j] = constant - 0.5 * mu_lambda_mu;
+            if self.needs_exact(&mu, &lambda) {
+                exact.push(ExactComponent {
+                    j,
+                    mu_centred: mu,
+                    p: precision_factor(p, j),
+                    constant,
+                });
             }
-        };
+        }
+        if !exact.is_empty() {
+            tracing::trace!(
+                components = exact.len(),
+                "E-step: components computed centred on their means"
+            );
+        }
         EStepParams {
-            form,
-            constant: c.tensor(constant, [1, k]),
+            w: self.compute.tensor(w, [f, k]),
+            exact,
         }
     }
 
     /// `log p(x_i, z = j)` for chunk `chunk`, `[c, k]` (labels not applied).
     pub fn weighted_log_prob(&self, e: &EStepParams, chunk: usize) -> Tensor<2> {
-        let x = self.x[chunk].clone();
-        let [rows, d] = x.dims();
-        let k = self.k;
-        // Squared Mahalanobis distance ||(x - mu_j)^T P_j||^2, [c, k].
-        let maha = match &e.form {
-            QuadraticForm::Full { p, mu_p } => {
-                let y = x.matmul(p.clone()) - mu_p.clone();
-                (y.clone() * y)
-                    .reshape([rows, k, d])
-                    .sum_dim(2)
-                    .reshape([rows, k])
-            }
-            QuadraticForm::Tied { p, mu_p } => {
-                let y = x.matmul(p.clone());
-                let diff = y.unsqueeze_dim::<3>(1) - mu_p.clone().unsqueeze_dim::<3>(0);
-                (diff.clone() * diff).sum_dim(2).reshape([rows, k])
-            }
-            QuadraticForm::Diag { mu2, mu_tau, tau } => {
-                mu2.clone() - x.matmul(mu_tau.clone()).mul_scalar(2.0)
-                    + self.x_sq[chunk].clone().matmul(tau.clone())
-            }
-            QuadraticForm::Spherical { mu2, mu_tau, tau } => {
-                let row_sq = self.x_sq[chunk].clone().sum_dim(1);
-                mu2.clone() - x.matmul(mu_tau.clone()).mul_scalar(2.0) + row_sq * tau.clone()
-            }
-        };
-        e.constant.clone() - maha.mul_scalar(0.5)
+        let mut wlp = self.phi(chunk).matmul(e.w.clone());
+        let rows = wlp.dims()[0];
+        for ex in &e.exact {
+            let q = self.exact_mahalanobis(chunk, &ex.mu_centred, &ex.p);
+            let column = q.mul_scalar(-0.5).add_scalar(ex.constant);
+            wlp = wlp.slice_assign([0..rows, ex.j..ex.j + 1], column);
+        }
+        wlp
     }
 
-    /// The E-step: `log r` per chunk and the average log-likelihood `1/n sum_i log p(x_i)` (with labelled
-    /// rows contributing `log p(x_i, z_i)`).
+    /// Normalises `log p(x, z)` `[c, k]` into `(log p(x) [c, 1], p(z | x) [c, k])` with one `exp`:
+    /// `m = max_j`, `e = exp(wlp - m)`, `s = sum_j e`, `log p(x) = m + log s`, `r = e / s`.
+    ///
+    /// `wlp - m` is floored where `exp` would leave the normal floats (below about `1e-261` in f64): such
+    /// ratios change nothing at working precision, and subnormal arithmetic is two orders of magnitude
+    /// slower in the M-step's matrix product.
+    fn normalise(&self, wlp: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let max = wlp.clone().max_dim(1);
+        // A row whose entries are all -inf cannot occur (weights are > 0), but keep it NaN-free.
+        let shift = max.clone().mask_fill(max.clone().is_inf(), 0.0);
+        let e = (wlp - shift.clone())
+            .clamp_min(self.log_ratio_floor())
+            .exp();
+        let s = e.clone().sum_dim(1);
+        let log_norm = s.clone().log() + shift;
+        (log_norm, e / s)
+    }
+
+    /// The E-step: responsibilities per chunk and the average log-likelihood `1/n sum_i log p(x_i)`
+    /// (labelled rows contribute `log p(x_i, z_i)`).
     pub fn e_step(&self, p: &GmmParameters) -> (f64, Vec<Tensor<2>>) {
         let e = self.upload(p);
         let mut total = 0.0;
-        let mut log_resp = Vec::with_capacity(self.x.len());
-        for chunk in 0..self.x.len() {
+        let mut resp = Vec::with_capacity(self.n_chunks());
+        for chunk in 0..self.n_chunks() {
             let mut wlp = self.weighted_log_prob(&e, chunk);
             if let Some(masks) = &self.label_mask {
                 wlp = wlp + masks[chunk].clone();
             }
-            let log_norm = log_sum_exp(wlp.clone(), 1);
-            total += tensor_to_vec(log_norm.clone().sum())[0];
-            log_resp.push(wlp - log_norm);
+            let (log_norm, r) = self.normalise(wlp);
+            total += tensor_to_vec(log_norm.sum())[0];
+            resp.push(r);
         }
-        (total / self.n as f64, log_resp)
+        (total / self.n as f64, resp)
     }
 
     /// `log p(x_i)` for every row (labels ignored): scikit-learn's `score_samples`.
     pub fn score_samples(&self, p: &GmmParameters) -> Vec<f64> {
         let e = self.upload(p);
-        (0..self.x.len())
-            .flat_map(|chunk| tensor_to_vec(log_sum_exp(self.weighted_log_prob(&e, chunk), 1)))
+        (0..self.n_chunks())
+            .flat_map(|chunk| tensor_to_vec(self.normalise(self.weighted_log_prob(&e, chunk)).0))
             .collect()
     }
 
     /// Posterior responsibilities `p(z = j | x_i)`, `[n, k]` row-major (labels ignored).
     pub fn predict_proba(&self, p: &GmmParameters) -> Vec<f64> {
         let e = self.upload(p);
-        (0..self.x.len())
-            .flat_map(|chunk| {
-                let wlp = self.weighted_log_prob(&e, chunk);
-                let log_norm = log_sum_exp(wlp.clone(), 1);
-                tensor_to_vec((wlp - log_norm).exp())
-            })
+        (0..self.n_chunks())
+            .flat_map(|chunk| tensor_to_vec(self.normalise(self.weighted_log_prob(&e, chunk)).1))
             .collect()
+    }
+}
+
+/// A `[d, d]` factor `P` of component `j`'s precision (`Lambda = P P^T`).
+fn precision_factor(p: &GmmParameters, j: usize) -> Vec<f64> {
+    let d = p.n_features;
+    let pc = &p.precisions_cholesky;
+    match p.covariance_type {
+        CovarianceType::Full => pc[j * d * d..(j + 1) * d * d].to_vec(),
+        CovarianceType::Tied => pc.clone(),
+        CovarianceType::Diag | CovarianceType::Spherical => {
+            let mut m = vec![0.0; d * d];
+            for a in 0..d {
+                m[a * d + a] = if p.covariance_type == CovarianceType::Diag {
+                    pc[j * d + a]
+                } else {
+                    pc[j]
+                };
+            }
+            m
+        }
     }
 }

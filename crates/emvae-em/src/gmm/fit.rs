@@ -203,14 +203,7 @@ impl GmmValidParams {
         self.check_data(data)?;
         let p = self.params();
         let labels = data.labels.as_deref();
-        let ws = Workspace::new(
-            &data.x,
-            labels,
-            p.n_components,
-            p.covariance_type,
-            compute,
-            true,
-        );
+        let ws = Workspace::new(&data.x, labels, p.n_components, p.covariance_type, compute);
         let data_fp = data_fingerprint(data);
         let params_fp = self.params_fingerprint(compute.precision);
 
@@ -253,8 +246,8 @@ impl GmmValidParams {
         loop {
             while !state.converged && state.iteration < p.max_iter {
                 let start = Instant::now();
-                let (lower_bound, log_resp) = ws.e_step(&current);
-                current = self.m_step(&ws, &log_resp)?;
+                let (lower_bound, resp) = ws.e_step(&current);
+                current = self.m_step(&ws, &resp)?;
                 let previous = state.lower_bounds.last().copied();
                 let change = previous.map(|prev| lower_bound - prev);
                 state.lower_bounds.push(lower_bound);
@@ -335,15 +328,14 @@ impl GmmValidParams {
         })
     }
 
-    /// The M-step from log-responsibilities.
+    /// The M-step from responsibilities.
     fn m_step(
         &self,
         ws: &Workspace,
-        log_resp: &[burn::tensor::Tensor<2>],
+        resp: &[burn::tensor::Tensor<2>],
     ) -> Result<GmmParameters, EmError> {
-        let resp: Vec<_> = log_resp.iter().map(|l| l.clone().exp()).collect();
         let reg = self.params().reg_covar;
-        let est = ws.estimate_gaussian_parameters(&resp, reg);
+        let est = ws.estimate_gaussian_parameters(resp, reg);
         let total: f64 = est.nk.iter().sum();
         let precisions_cholesky =
             precisions_cholesky_from_covariances(ws.cov_type, ws.k, ws.d, &est.covariances, reg)?;

@@ -251,7 +251,12 @@ fn assign(
     labels: Option<&[Option<usize>]>,
 ) -> (Vec<usize>, Vec<f64>) {
     let (k, d) = (ws.k, ws.d);
-    let c_t = ws.compute.tensor(centers.to_vec(), [k, d]);
+    // The workspace holds the data centred on its mean; centre the centres likewise.
+    let centred: Vec<f64> = centers
+        .chunks_exact(d)
+        .flat_map(|c| c.iter().zip(&ws.center).map(|(v, m)| v - m))
+        .collect();
+    let c_t = ws.compute.tensor(centred, [k, d]);
     let c_sq = (c_t.clone() * c_t.clone()).sum_dim(1).transpose();
     let mut assignment = Vec::with_capacity(ws.n);
     let mut min_dist = Vec::with_capacity(ws.n);

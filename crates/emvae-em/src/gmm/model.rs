@@ -101,7 +101,6 @@ impl GaussianMixture {
             self.n_components(),
             self.parameters.covariance_type,
             compute,
-            false,
         ))
     }
 

@@ -1,20 +1,23 @@
 //! The M-step: closed-form maximisers of the expected complete-data log-likelihood.
 //!
 //! With responsibilities `r_ij` and `N_j = sum_i r_ij` (plus `10 eps`, as scikit-learn, so an empty
-//! component never divides by zero):
-//! `pi_j = N_j / sum N`, `mu_j = 1/N_j sum_i r_ij x_i` and
+//! component never divides by zero): `pi_j = N_j / sum N`, `mu_j = 1/N_j sum_i r_ij x_i` and
 //! - full: `Sigma_j = 1/N_j sum_i r_ij (x_i - mu_j)(x_i - mu_j)^T + reg I`,
-//! - tied: `Sigma = 1/n (X^T X - sum_j N_j mu_j mu_j^T) + reg I`,
-//! - diag: `sigma_ji^2 = 1/N_j sum_i r_ij x_i^2 - mu_ji^2 + reg`,
+//! - tied: `Sigma = 1/n sum_j sum_i r_ij (x_i - mu_j)(x_i - mu_j)^T + reg I`,
+//! - diag: `sigma_ja^2 = 1/N_j sum_i r_ij (x_ia - mu_ja)^2 + reg`,
 //! - spherical: the mean over features of the diagonal variances.
+//!
+//! All statistics come from one product `R^T phi(X)` as `E[x x^T] - mu mu^T`; components where that
+//! difference would lose accuracy to cancellation are recomputed centred on their means.
 
 use burn::tensor::Tensor;
+use emvae_core::linalg;
 use emvae_core::tensor::tensor_to_vec;
 
 use super::params::CovarianceType;
-use super::workspace::Workspace;
+use super::workspace::{Workspace, pair_index};
 
-/// Sufficient statistics turned into `(N, means, covariances)` on the host.
+/// `(N, means, covariances)` on the host, in the data's coordinates.
 pub(crate) struct GaussianEstimate {
     pub nk: Vec<f64>,
     pub means: Vec<f64>,
@@ -29,97 +32,121 @@ impl Workspace {
         reg_covar: f64,
     ) -> GaussianEstimate {
         let (k, d) = (self.k, self.d);
-        let eps10 = 10.0 * self.compute.eps();
-        let mut nk_t: Option<Tensor<2>> = None;
-        let mut sums_t: Option<Tensor<2>> = None;
-        for (r, x) in resp.iter().zip(&self.x) {
-            let n_part = r.clone().sum_dim(0);
-            let s_part = r.clone().transpose().matmul(x.clone());
-            nk_t = Some(match nk_t {
-                Some(a) => a + n_part,
-                None => n_part,
-            });
-            sums_t = Some(match sums_t {
-                Some(a) => a + s_part,
-                None => s_part,
+        let f = Self::n_features_phi(self.cov_type, d);
+        let lin = self.linear_offset();
+        let mut acc: Option<Tensor<2>> = None;
+        for (chunk, r) in resp.iter().enumerate() {
+            let part = r.clone().transpose().matmul(self.phi(chunk));
+            acc = Some(match acc {
+                Some(a) => a + part,
+                None => part,
             });
         }
-        let nk: Vec<f64> = tensor_to_vec(nk_t.expect("at least one chunk"))
-            .into_iter()
-            .map(|v| v + eps10)
+        let g = tensor_to_vec(acc.expect("at least one chunk"));
+        let eps10 = 10.0 * self.compute.eps();
+        let nk: Vec<f64> = (0..k).map(|j| g[j * f + f - 1] + eps10).collect();
+        let mu: Vec<Vec<f64>> = (0..k)
+            .map(|j| (0..d).map(|a| g[j * f + lin + a] / nk[j]).collect())
             .collect();
-        let sums = tensor_to_vec(sums_t.expect("at least one chunk"));
-        let means: Vec<f64> = (0..k * d).map(|i| sums[i] / nk[i / d]).collect();
+        let stat = |j: usize, col: usize| g[j * f + col];
 
         let covariances = match self.cov_type {
             CovarianceType::Full => {
-                let means_t = self
-                    .compute
-                    .tensor(means.clone(), [k, d])
-                    .unsqueeze_dim::<3>(1);
-                let mut acc: Option<Tensor<3>> = None;
-                for (r, x) in resp.iter().zip(&self.x) {
-                    // [k, c, d]: every row centred on every component's mean.
-                    let diff = x.clone().unsqueeze_dim::<3>(0) - means_t.clone();
-                    let weighted = diff.clone() * r.clone().transpose().unsqueeze_dim::<3>(2);
-                    let part = weighted.swap_dims(1, 2).matmul(diff);
-                    acc = Some(match acc {
-                        Some(a) => a + part,
-                        None => part,
-                    });
-                }
-                let mut cov = tensor_to_vec(acc.expect("at least one chunk"));
+                let mut cov = Vec::with_capacity(k * d * d);
                 for j in 0..k {
-                    for v in &mut cov[j * d * d..(j + 1) * d * d] {
-                        *v /= nk[j];
+                    let mut c = vec![0.0; d * d];
+                    for a in 0..d {
+                        for b in 0..d {
+                            c[a * d + b] =
+                                stat(j, pair_index(a, b, d)) / nk[j] - mu[j][a] * mu[j][b];
+                        }
+                        c[a * d + a] += reg_covar;
                     }
-                    for i in 0..d {
-                        cov[j * d * d + i * d + i] += reg_covar;
+                    if self.lost_accuracy(&mu[j], &c) {
+                        c = self.exact_scatter(resp, j, &mu[j]);
+                        c.iter_mut().for_each(|v| *v /= nk[j]);
+                        for a in 0..d {
+                            c[a * d + a] += reg_covar;
+                        }
                     }
+                    cov.extend(c);
                 }
                 cov
             }
             CovarianceType::Tied => {
-                let xtx = tensor_to_vec(self.xtx.clone().expect("tied workspace holds X^T X"));
                 let total: f64 = nk.iter().sum();
-                let mut cov = vec![0.0; d * d];
+                let mut c = vec![0.0; d * d];
                 for a in 0..d {
                     for b in 0..d {
-                        let avg_means2: f64 = (0..k)
-                            .map(|j| nk[j] * means[j * d + a] * means[j * d + b])
-                            .sum();
-                        cov[a * d + b] = (xtx[a * d + b] - avg_means2) / total;
+                        let second: f64 = (0..k).map(|j| stat(j, pair_index(a, b, d))).sum();
+                        let means2: f64 = (0..k).map(|j| nk[j] * mu[j][a] * mu[j][b]).sum();
+                        c[a * d + b] = (second - means2) / total;
                     }
-                    cov[a * d + a] += reg_covar;
+                    c[a * d + a] += reg_covar;
                 }
-                cov
+                if (0..k).any(|j| self.lost_accuracy(&mu[j], &c)) {
+                    c = vec![0.0; d * d];
+                    for j in 0..k {
+                        let s = self.exact_scatter(resp, j, &mu[j]);
+                        c.iter_mut().zip(s).for_each(|(c, s)| *c += s);
+                    }
+                    c.iter_mut().for_each(|v| *v /= total);
+                    for a in 0..d {
+                        c[a * d + a] += reg_covar;
+                    }
+                }
+                c
             }
             CovarianceType::Diag | CovarianceType::Spherical => {
-                let mut acc: Option<Tensor<2>> = None;
-                for (r, x_sq) in resp.iter().zip(&self.x_sq) {
-                    let part = r.clone().transpose().matmul(x_sq.clone());
-                    acc = Some(match acc {
-                        Some(a) => a + part,
-                        None => part,
-                    });
+                let mut out = Vec::with_capacity(k * d);
+                for j in 0..k {
+                    let mut var: Vec<f64> = if self.cov_type == CovarianceType::Diag {
+                        (0..d)
+                            .map(|a| stat(j, a) / nk[j] - mu[j][a] * mu[j][a] + reg_covar)
+                            .collect()
+                    } else {
+                        let sq: f64 = mu[j].iter().map(|m| m * m).sum();
+                        vec![(stat(j, 0) / nk[j] - sq) / d as f64 + reg_covar]
+                    };
+                    let as_matrix = |v: &[f64]| {
+                        let mut m = vec![0.0; d * d];
+                        for a in 0..d {
+                            m[a * d + a] = if v.len() == d { v[a] } else { v[0] };
+                        }
+                        m
+                    };
+                    if self.lost_accuracy(&mu[j], &as_matrix(&var)) {
+                        let s = self.exact_scatter(resp, j, &mu[j]);
+                        let diag: Vec<f64> =
+                            (0..d).map(|a| s[a * d + a] / nk[j] + reg_covar).collect();
+                        var = if self.cov_type == CovarianceType::Diag {
+                            diag
+                        } else {
+                            vec![diag.iter().sum::<f64>() / d as f64]
+                        };
+                    }
+                    out.extend(var);
                 }
-                let avg_x2 = tensor_to_vec(acc.expect("at least one chunk"));
-                let diag: Vec<f64> = (0..k * d)
-                    .map(|i| avg_x2[i] / nk[i / d] - means[i] * means[i] + reg_covar)
-                    .collect();
-                if self.cov_type == CovarianceType::Diag {
-                    diag
-                } else {
-                    diag.chunks_exact(d)
-                        .map(|r| r.iter().sum::<f64>() / d as f64)
-                        .collect()
-                }
+                out
             }
         };
+        let means = mu
+            .iter()
+            .flat_map(|m| m.iter().zip(&self.center).map(|(m, c)| m + c))
+            .collect();
         GaussianEstimate {
             nk,
             means,
             covariances,
+        }
+    }
+
+    /// Whether `E[x x^T] - mu mu^T = cov` (centred on the data mean) lost accuracy to cancellation, or
+    /// is not positive definite and deserves an exact second look.
+    fn lost_accuracy(&self, mu_centred: &[f64], cov: &[f64]) -> bool {
+        match linalg::spd_inverse(cov, self.d) {
+            Ok(lambda) => self.needs_exact(mu_centred, &lambda),
+            Err(_) => true,
         }
     }
 }

@@ -1,16 +1,40 @@
-//! The data of a fit, held on the device in row chunks.
+//! The data of a fit on the device, as sufficient-statistic features.
 //!
-//! Full and tied covariances need `[rows, k, d]` intermediates; processing the rows in chunks bounds that
-//! to a few megabytes, which keeps it in cache and the memory of a fit at O(n (d + k)).
+//! Every covariance type's log-density is linear in a feature map of `x`:
+//! `log N(x | mu, Sigma) = w^T phi(x)` with
+//! - full and tied: `phi(x) = [x_a x_b (a <= b), x_a, 1]` (`d(d+1)/2 + d + 1` features),
+//! - diag: `phi(x) = [x_a^2, x_a, 1]` (`2d + 1`),
+//! - spherical: `phi(x) = [|x|^2, x_a, 1]` (`d + 2`).
+//!
+//! So the E-step for all components is one matrix product `Phi W` (`[n, F] x [F, k]`), and the M-step's
+//! sufficient statistics `N_j`, `sum_i r_ij x_i`, `sum_i r_ij x_i x_i^T` are one product `R^T Phi`
+//! (`[k, n] x [n, F]`): large, cache-friendly GEMMs instead of `n k d`-sized element-wise passes.
+//!
+//! The price is cancellation: `(x - mu)^T Lambda (x - mu)` is formed as a sum of terms as large as
+//! `kappa = |mu|^T |Lambda| |mu|`. The data are therefore centred on their mean first, and any component
+//! whose `kappa` would cost more than [`target_error`] of accuracy is computed exactly, centred on its own
+//! mean, by [`Workspace::exact_mahalanobis`] and [`Workspace::exact_scatter`].
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 use emvae_core::data::Matrix;
-use emvae_core::tensor::Compute;
+use emvae_core::tensor::{Compute, Precision};
 
 use super::params::CovarianceType;
 
-/// Elements of a `[rows, k, d]` intermediate per chunk.
-const CHUNK_ELEMENTS: usize = 1 << 19;
+/// Rows per chunk: bounds the `[c, F]` and `[c, k]` intermediates.
+const CHUNK_ROWS: usize = 16_384;
+/// Features kept on the device between iterations when `n F` is at most this many elements (512 MB in
+/// f64); above it they are rebuilt per chunk when needed.
+const CACHE_ELEMENTS: usize = 1 << 26;
+
+/// Absolute accuracy of log-densities the feature form must keep; components that would lose more to
+/// cancellation take the exact path. f32 has ~1e-7 relative precision to start with.
+pub(crate) fn target_error(precision: Precision) -> f64 {
+    match precision {
+        Precision::F64 => 1e-11,
+        Precision::F32 => 1e-4,
+    }
+}
 
 pub(crate) struct Workspace {
     pub compute: Compute,
@@ -18,20 +42,42 @@ pub(crate) struct Workspace {
     pub n: usize,
     pub d: usize,
     pub k: usize,
-    /// `X` in row chunks, `[c, d]`.
+    /// The data mean; everything on the device is centred on it.
+    pub center: Vec<f64>,
+    /// Centred `X` in row chunks, `[c, d]`.
     pub x: Vec<Tensor<2>>,
-    /// `X * X` in row chunks (diag and spherical).
-    pub x_sq: Vec<Tensor<2>>,
-    /// `X^T X`, `[d, d]` (tied).
-    pub xtx: Option<Tensor<2>>,
+    /// `phi(X)` in row chunks, `[c, F]`, when cached.
+    phi: Option<Vec<Tensor<2>>>,
+    /// Column indices `(a, b)` of the pair features (full and tied).
+    pairs: Option<(Tensor<1, Int>, Tensor<1, Int>)>,
     /// Additive log-space mask for labelled rows, `[c, k]`: 0 where the component is allowed,
     /// `-inf` elsewhere. `None` without labels.
     pub label_mask: Option<Vec<Tensor<2>>>,
 }
 
+/// Position of the features of `x_a x_b` (`a <= b`) in `phi`, row-major over the upper triangle.
+pub(crate) fn pair_index(a: usize, b: usize, d: usize) -> usize {
+    let (a, b) = if a <= b { (a, b) } else { (b, a) };
+    a * d - a * (a + 1) / 2 + b
+}
+
 impl Workspace {
-    pub fn rows_per_chunk(n: usize, d: usize, k: usize) -> usize {
-        (CHUNK_ELEMENTS / (k * d).max(1)).clamp(64, n.max(64))
+    /// Number of features `F` of `phi(x)`.
+    pub fn n_features_phi(cov_type: CovarianceType, d: usize) -> usize {
+        match cov_type {
+            CovarianceType::Full | CovarianceType::Tied => d * (d + 1) / 2 + d + 1,
+            CovarianceType::Diag => 2 * d + 1,
+            CovarianceType::Spherical => d + 2,
+        }
+    }
+
+    /// Offset of the linear features `x_a` in `phi`.
+    pub fn linear_offset(&self) -> usize {
+        match self.cov_type {
+            CovarianceType::Full | CovarianceType::Tied => self.d * (self.d + 1) / 2,
+            CovarianceType::Diag => self.d,
+            CovarianceType::Spherical => 1,
+        }
     }
 
     /// Uploads `x` (and the labels' mask) for a model with `k` components.
@@ -41,25 +87,29 @@ impl Workspace {
         k: usize,
         cov_type: CovarianceType,
         compute: &Compute,
-        fitting: bool,
     ) -> Self {
         let (n, d) = (x.n_rows, x.n_cols);
-        let rows = Self::rows_per_chunk(n, d, k);
+        let mut center = vec![0.0; d];
+        for row in x.rows() {
+            center.iter_mut().zip(row).for_each(|(c, v)| *c += v);
+        }
+        center.iter_mut().for_each(|c| *c /= n as f64);
         let mut chunks = Vec::new();
         let mut masks = Vec::new();
         let mut start = 0;
         while start < n {
-            let end = (start + rows).min(n);
-            let c = x.slice_rows(start, end);
-            chunks.push(compute.matrix(&c));
+            let end = (start + CHUNK_ROWS).min(n);
+            let mut values = x.values[start * d..end * d].to_vec();
+            for row in values.chunks_exact_mut(d) {
+                row.iter_mut().zip(&center).for_each(|(v, c)| *v -= c);
+            }
+            chunks.push(compute.tensor(values, [end - start, d]));
             if let Some(labels) = labels {
                 let mut mask = vec![0.0; (end - start) * k];
                 for (i, label) in labels[start..end].iter().enumerate() {
                     if let Some(l) = label {
-                        for j in 0..k {
-                            if j != *l {
-                                mask[i * k + j] = f64::NEG_INFINITY;
-                            }
+                        for j in (0..k).filter(|&j| j != *l) {
+                            mask[i * k + j] = f64::NEG_INFINITY;
                         }
                     }
                 }
@@ -67,30 +117,110 @@ impl Workspace {
             }
             start = end;
         }
-        let needs_sq = matches!(cov_type, CovarianceType::Diag | CovarianceType::Spherical);
-        // X^T X is constant over a fit of a tied model; prediction does not need it.
-        let x_sq = if needs_sq {
-            chunks.iter().map(|c| c.clone() * c.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        let xtx = (fitting && cov_type == CovarianceType::Tied).then(|| {
-            chunks
-                .iter()
-                .map(|c| c.clone().transpose().matmul(c.clone()))
-                .reduce(|a, b| a + b)
-                .expect("at least one chunk")
+        let pairs = matches!(cov_type, CovarianceType::Full | CovarianceType::Tied).then(|| {
+            let (mut ia, mut ib) = (Vec::new(), Vec::new());
+            for a in 0..d {
+                for b in a..d {
+                    ia.push(a as i64);
+                    ib.push(b as i64);
+                }
+            }
+            let len = ia.len();
+            (
+                Tensor::<1, Int>::from_data(TensorData::new(ia, [len]), &compute.device),
+                Tensor::<1, Int>::from_data(TensorData::new(ib, [len]), &compute.device),
+            )
         });
-        Self {
+        let mut ws = Self {
             compute: compute.clone(),
             cov_type,
             n,
             d,
             k,
+            center,
             x: chunks,
-            x_sq,
-            xtx,
+            phi: None,
+            pairs,
             label_mask: labels.map(|_| masks),
+        };
+        if n * Self::n_features_phi(cov_type, d) <= CACHE_ELEMENTS {
+            ws.phi = Some((0..ws.x.len()).map(|c| ws.build_phi(c)).collect());
+        }
+        ws
+    }
+
+    fn build_phi(&self, chunk: usize) -> Tensor<2> {
+        let x = self.x[chunk].clone();
+        let rows = x.dims()[0];
+        let ones = Tensor::<2>::ones(
+            [rows, 1],
+            (&self.compute.device, self.compute.precision.dtype()),
+        );
+        let second = match (&self.pairs, self.cov_type) {
+            (Some((ia, ib)), _) => {
+                x.clone().select(1, ia.clone()) * x.clone().select(1, ib.clone())
+            }
+            (None, CovarianceType::Diag) => x.clone() * x.clone(),
+            (None, _) => (x.clone() * x.clone()).sum_dim(1),
+        };
+        Tensor::cat(vec![second, x, ones], 1)
+    }
+
+    /// `phi(X)` of chunk `chunk`.
+    pub fn phi(&self, chunk: usize) -> Tensor<2> {
+        match &self.phi {
+            Some(cached) => cached[chunk].clone(),
+            None => self.build_phi(chunk),
+        }
+    }
+
+    pub fn n_chunks(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Squared Mahalanobis distances `||(x - mu)^T P||^2` of chunk `chunk`, `[c, 1]`, computed centred on
+    /// `mu` (given centred on the data mean) with `P` a `[d, d]` factor of the precision.
+    pub fn exact_mahalanobis(&self, chunk: usize, mu_centred: &[f64], p: &[f64]) -> Tensor<2> {
+        let d = self.d;
+        let mu = self.compute.tensor(mu_centred.to_vec(), [1, d]);
+        let y = (self.x[chunk].clone() - mu).matmul(self.compute.tensor(p.to_vec(), [d, d]));
+        (y.clone() * y).sum_dim(1)
+    }
+
+    /// Weighted scatter `sum_i r_i (x_i - mu)(x_i - mu)^T`, `[d, d]` row-major, centred on `mu` (given
+    /// centred on the data mean), with weights `resp[chunk][:, j]`.
+    pub fn exact_scatter(&self, resp: &[Tensor<2>], j: usize, mu_centred: &[f64]) -> Vec<f64> {
+        let d = self.d;
+        let mu = self.compute.tensor(mu_centred.to_vec(), [1, d]);
+        let mut acc: Option<Tensor<2>> = None;
+        for (x, r) in self.x.iter().zip(resp) {
+            let rows = x.dims()[0];
+            let diff = x.clone() - mu.clone();
+            let w = r.clone().slice([0..rows, j..j + 1]);
+            let part = (diff.clone() * w).transpose().matmul(diff);
+            acc = Some(match acc {
+                Some(a) => a + part,
+                None => part,
+            });
+        }
+        emvae_core::tensor::tensor_to_vec(acc.expect("at least one chunk"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pair_index;
+
+    #[test]
+    fn pair_indices_enumerate_the_upper_triangle() {
+        let d = 4;
+        let mut expected = 0;
+        for a in 0..d {
+            for b in a..d {
+                assert_eq!(pair_index(a, b, d), expected);
+                assert_eq!(pair_index(b, a, d), expected);
+                expected += 1;
+            }
         }
     }
 }
