@@ -19,6 +19,12 @@ pub enum LinalgError {
 /// Reads only the lower triangle of `a`. Column-by-column (Cholesky-Banachiewicz) in the order LAPACK's
 /// unblocked `potf2` accumulates, so results agree with LAPACK to rounding.
 pub fn cholesky_lower(a: &[f64], d: usize) -> Result<Vec<f64>, LinalgError> {
+    cholesky_lower_floored(a, d, None)
+}
+
+/// [`cholesky_lower`], also failing when pivot `j` (the variance of coordinate `j` given the previous
+/// ones) is at most `floor[j]`: a matrix that is positive definite only by rounding error.
+pub fn cholesky_lower_floored(a: &[f64], d: usize, floor: Option<&[f64]>) -> Result<Vec<f64>, LinalgError> {
     debug_assert_eq!(a.len(), d * d);
     let mut l = vec![0.0; d * d];
     for j in 0..d {
@@ -26,7 +32,8 @@ pub fn cholesky_lower(a: &[f64], d: usize) -> Result<Vec<f64>, LinalgError> {
         for p in 0..j {
             pivot -= l[j * d + p] * l[j * d + p];
         }
-        if !(pivot.is_finite() && pivot > 0.0) {
+        let min = floor.map_or(0.0, |f| f[j]);
+        if !(pivot.is_finite() && pivot > min) {
             return Err(LinalgError::NotPositiveDefinite { index: j, pivot });
         }
         let ljj = pivot.sqrt();

@@ -4,9 +4,11 @@
 //! Every error names the file and, for text, the line and column, and says what was expected: a NaN, an
 //! infinity, a ragged row, a non-numeric cell, an empty file, a wrong magic number, a truncated file.
 
+mod config;
 mod csv_reader;
 mod idx;
 mod npy;
+pub mod synthetic;
 
 use std::fmt;
 use std::io::Read;
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use config::DataConfig;
 pub use csv_reader::{ColumnRef, CsvOptions, Delimiter, HeaderMode, read_csv};
 pub use idx::read_idx;
 pub use npy::read_npy;

@@ -85,6 +85,8 @@ pub struct GmmCheckpoint {
     pub restart: usize,
     /// Iterations done in this restart.
     pub iteration: usize,
+    /// Iterations done over all restarts (the number of metrics records this checkpoint covers).
+    pub total_iterations: usize,
     pub lower_bounds: Vec<f64>,
     pub converged: bool,
     pub parameters: GmmParametersJson,
@@ -233,6 +235,7 @@ impl GmmValidParams {
                 params_fingerprint: params_fp,
                 restart: 0,
                 iteration: 0,
+                total_iterations: 0,
                 lower_bounds: Vec::new(),
                 converged: false,
                 parameters: (&self.initialize(&ws, data, 0)?).into(),
@@ -252,6 +255,7 @@ impl GmmValidParams {
                 let change = previous.map(|prev| lower_bound - prev);
                 state.lower_bounds.push(lower_bound);
                 state.iteration += 1;
+                state.total_iterations += 1;
                 state.converged = change.is_some_and(|c| c.abs() < p.tol);
                 let seconds = start.elapsed().as_secs_f64();
                 state.seconds += seconds;
@@ -291,11 +295,10 @@ impl GmmValidParams {
                 });
             }
             tracing::info!(
-                restart = state.restart,
-                n_iter = state.iteration,
-                converged = state.converged,
-                log_likelihood = final_lb,
-                "initialisation finished"
+                "initialisation {} finished after {} iterations (converged: {}), log-likelihood {final_lb:.8}",
+                state.restart,
+                state.iteration,
+                state.converged
             );
             if state.restart + 1 >= p.n_init {
                 break;
@@ -338,7 +341,13 @@ impl GmmValidParams {
         let est = ws.estimate_gaussian_parameters(resp, reg);
         let total: f64 = est.nk.iter().sum();
         let precisions_cholesky =
-            precisions_cholesky_from_covariances(ws.cov_type, ws.k, ws.d, &est.covariances, reg)?;
+            precisions_cholesky_from_covariances(
+                ws.cov_type,
+                ws.d,
+                &est.covariances,
+                reg,
+                Some(&ws.variance_floor),
+            )?;
         Ok(GmmParameters {
             covariance_type: ws.cov_type,
             n_components: ws.k,
@@ -403,16 +412,11 @@ impl GmmValidParams {
             ),
             (Some(s), _) => (
                 s.values.clone(),
-                precisions_cholesky_from_covariances(p.covariance_type, k, d, &s.values, reg)?,
+                precisions_cholesky_from_covariances(p.covariance_type, d, &s.values, reg, None)?,
             ),
             (None, Some(e)) => {
-                let pc = precisions_cholesky_from_covariances(
-                    p.covariance_type,
-                    k,
-                    d,
-                    &e.covariances,
-                    reg,
-                )?;
+                let floor = Some(ws.variance_floor.as_slice());
+                let pc = precisions_cholesky_from_covariances(p.covariance_type, d, &e.covariances, reg, floor)?;
                 (e.covariances, pc)
             }
             (None, None) => unreachable!("estimated unless fully specified"),

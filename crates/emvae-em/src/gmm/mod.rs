@@ -15,7 +15,6 @@ mod model;
 mod mstep;
 mod parameters;
 mod params;
-pub mod synthetic;
 mod workspace;
 
 pub use fit::{BestFit, CHECKPOINT_FORMAT, EmObserver, GmmCheckpoint, IterationRecord};

@@ -2,10 +2,9 @@
 //! `sample`, `bic` and `aic`.
 
 use emvae_core::data::Matrix;
-use emvae_core::linalg;
+use emvae_core::data::synthetic::sample_gaussian_mixture;
 use emvae_core::rng::rng_for;
 use emvae_core::tensor::Compute;
-use rand_distr::{Binomial, Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::parameters::{GmmParameters, GmmParametersJson};
@@ -147,44 +146,17 @@ impl GaussianMixture {
         Ok(-2.0 * self.score(x, compute)? * n + 2.0 * self.parameters.n_parameters() as f64)
     }
 
-    /// Draws `n` points: component counts from a multinomial over the weights, then
-    /// `x = mu_j + L_j e` with `Sigma_j = L_j L_j^T`, `e ~ N(0, I)`. Rows come grouped by component, as in
-    /// scikit-learn; returns the points and their components. Computed on the host, so the draws depend
-    /// only on `seed`, not on the backend.
+    /// Draws `n` points with their components (rows grouped by component, as in scikit-learn).
+    /// Computed on the host, so the draws depend only on `seed`, not on the backend.
     pub fn sample(&self, n: usize, seed: u64) -> Result<(Matrix, Vec<usize>), EmError> {
         let p = &self.parameters;
-        let (k, d) = (p.n_components, p.n_features);
+        let covariances: Vec<f64> = (0..p.n_components).flat_map(|j| p.covariance_matrix(j)).collect();
         let mut rng = rng_for(seed, b"gmm-sample", 0);
-        // Multinomial counts by sequential conditional binomials.
-        let mut counts = vec![0u64; k];
-        let mut left = n as u64;
-        let mut mass = 1.0;
-        for j in 0..k {
-            if j + 1 == k {
-                counts[j] = left;
-                break;
+        sample_gaussian_mixture(&p.weights, &p.means, &covariances, n, &mut rng).ok_or_else(|| {
+            EmError::IllConditioned {
+                component: None,
+                message: "a covariance of the model is not positive definite; cannot sample".into(),
             }
-            let prob = (p.weights[j] / mass).clamp(0.0, 1.0);
-            counts[j] = Binomial::new(left, prob).map_or(0, |b| b.sample(&mut rng));
-            left -= counts[j];
-            mass -= p.weights[j];
-        }
-        let mut values = Vec::with_capacity(n * d);
-        let mut components = Vec::with_capacity(n);
-        for (j, &count) in counts.iter().enumerate() {
-            let l = linalg::cholesky_lower(&p.covariance_matrix(j), d).map_err(|e| {
-                super::parameters::ill_conditioned(Some(j), f64::NAN, &e.to_string())
-            })?;
-            let mu = p.mean(j);
-            for _ in 0..count {
-                let e: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();
-                for r in 0..d {
-                    let z: f64 = (0..=r).map(|c| l[r * d + c] * e[c]).sum();
-                    values.push(mu[r] + z);
-                }
-                components.push(j);
-            }
-        }
-        Ok((Matrix::new(n, d, values), components))
+        })
     }
 }

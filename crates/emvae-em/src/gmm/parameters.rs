@@ -124,43 +124,44 @@ pub(crate) fn ill_conditioned(component: Option<usize>, reg_covar: f64, detail: 
 
 /// Cholesky factors of the precisions from covariances (scikit-learn's `_compute_precision_cholesky`):
 /// `Sigma = L L^T` (lower), `P = L^-T` (upper), so that `P P^T = Sigma^-1`.
+///
+/// `floor[a]`, when given, is the smallest variance of feature `a` (given the previous features) that is
+/// not rounding error: a component whose variance collapsed below it is reported, not fitted as a spike
+/// of astronomical density.
 pub fn precisions_cholesky_from_covariances(
     cov_type: CovarianceType,
-    k: usize,
     d: usize,
     covariances: &[f64],
     reg_covar: f64,
+    floor: Option<&[f64]>,
 ) -> Result<Vec<f64>, EmError> {
     match cov_type {
         CovarianceType::Full | CovarianceType::Tied => {
             let mut out = Vec::with_capacity(covariances.len());
             for (j, c) in covariances.chunks_exact(d * d).enumerate() {
                 let component = (cov_type == CovarianceType::Full).then_some(j);
-                let l = linalg::cholesky_lower(c, d)
+                let l = linalg::cholesky_lower_floored(c, d, floor)
                     .map_err(|e| ill_conditioned(component, reg_covar, &e.to_string()))?;
                 out.extend(linalg::transpose(&linalg::invert_lower(&l, d), d));
             }
             Ok(out)
         }
         CovarianceType::Diag | CovarianceType::Spherical => {
-            let per = if cov_type == CovarianceType::Diag {
-                d
-            } else {
-                1
-            };
-            let _ = k;
+            let per = if cov_type == CovarianceType::Diag { d } else { 1 };
             covariances
                 .iter()
                 .enumerate()
                 .map(|(i, &c)| {
-                    if c > 0.0 && c.is_finite() {
+                    let min = match (floor, cov_type) {
+                        (Some(f), CovarianceType::Diag) => f[i % d],
+                        (Some(f), _) => f.iter().sum::<f64>() / d as f64,
+                        (None, _) => 0.0,
+                    };
+                    if c > min && c.is_finite() {
                         Ok(1.0 / c.sqrt())
                     } else {
-                        Err(ill_conditioned(
-                            Some(i / per),
-                            reg_covar,
-                            &format!("a variance is {c:e}"),
-                        ))
+                        let detail = format!("a variance is {c:e}");
+                        Err(ill_conditioned(Some(i / per), reg_covar, &detail))
                     }
                 })
                 .collect()
@@ -331,7 +332,7 @@ mod tests {
     fn precision_cholesky_inverts_covariance() {
         let cov = [2.0, 0.3, 0.3, 1.0];
         let p =
-            precisions_cholesky_from_covariances(CovarianceType::Tied, 1, 2, &cov, 0.0).unwrap();
+            precisions_cholesky_from_covariances(CovarianceType::Tied, 2, &cov, 0.0, None).unwrap();
         // P P^T = Sigma^-1  <=>  Sigma P P^T = I
         let prec = linalg::gram(&p, 2);
         let id = linalg::matmul(&cov, &prec, 2);
@@ -342,14 +343,8 @@ mod tests {
 
     #[test]
     fn non_positive_variance_names_component() {
-        let e = precisions_cholesky_from_covariances(
-            CovarianceType::Diag,
-            2,
-            2,
-            &[1.0, 1.0, 1.0, -1e-9],
-            1e-6,
-        )
-        .unwrap_err();
+        let e = precisions_cholesky_from_covariances(CovarianceType::Diag, 2, &[1.0, 1.0, 1.0, -1e-9], 1e-6, None)
+            .unwrap_err();
         match e {
             EmError::IllConditioned { component, message } => {
                 assert_eq!(component, Some(1));

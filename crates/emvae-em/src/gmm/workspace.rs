@@ -44,6 +44,8 @@ pub(crate) struct Workspace {
     pub k: usize,
     /// The data mean; everything on the device is centred on it.
     pub center: Vec<f64>,
+    /// Variances below these (per feature) are rounding error: `10 d eps` times the data's variance.
+    pub variance_floor: Vec<f64>,
     /// Centred `X` in row chunks, `[c, d]`.
     pub x: Vec<Tensor<2>>,
     /// `phi(X)` in row chunks, `[c, F]`, when cached.
@@ -94,6 +96,13 @@ impl Workspace {
             center.iter_mut().zip(row).for_each(|(c, v)| *c += v);
         }
         center.iter_mut().for_each(|c| *c /= n as f64);
+        let mut variance = vec![0.0; d];
+        for row in x.rows() {
+            for a in 0..d {
+                variance[a] += (row[a] - center[a]).powi(2) / n as f64;
+            }
+        }
+        let variance_floor = variance.iter().map(|v| 10.0 * d as f64 * compute.eps() * v).collect();
         let mut chunks = Vec::new();
         let mut masks = Vec::new();
         let mut start = 0;
@@ -138,6 +147,7 @@ impl Workspace {
             d,
             k,
             center,
+            variance_floor,
             x: chunks,
             phi: None,
             pairs,

@@ -1,0 +1,195 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::backend::Backend;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "emvae",
+    version,
+    about = "Latent-variable models trained by expectation maximisation: exact EM (Gaussian mixtures) and \
+             amortized variational EM (VAEs).",
+    after_help = "Examples:\n  emvae train --config configs/gmm-full.toml\n  emvae eval --run runs/gmm-full\n  \
+                  emvae sample --run runs/gmm-full -n 5\n\nExit codes: 0 success, 2 bad input (arguments, config, \
+                  data, checkpoint), 1 other failures."
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model from a config file into a run directory.
+    #[command(after_help = "Examples:\n  emvae train --config configs/gmm-full.toml\n  \
+                            emvae train --config configs/gmm-diag.toml --data my.csv --out runs/mine --seed 3\n  \
+                            emvae train --out runs/mine --resume\n\n\
+                            The run directory receives config.toml (resolved), metrics.jsonl, model.json, \
+                            checkpoint.json, summary.json and train.log.")]
+    Train(TrainArgs),
+    /// Evaluate a trained model on data (the training data by default).
+    #[command(after_help = "Example:\n  emvae eval --run runs/gmm-full --data held_out.csv")]
+    Eval(EvalArgs),
+    /// Most probable component and responsibilities of every row.
+    #[command(after_help = "Examples:\n  emvae predict --run runs/gmm-full --data new.csv\n  \
+                            emvae predict --run runs/gmm-full --format csv --output labels.csv")]
+    Predict(PredictArgs),
+    /// Draw samples from a trained model.
+    #[command(after_help = "Example:\n  emvae sample --run runs/gmm-full -n 1000 --seed 7 --format csv --output draws.csv")]
+    Sample(SampleArgs),
+    /// Write a synthetic Gaussian-mixture data set as CSV.
+    #[command(after_help = "Example:\n  emvae generate --n-samples 5000 --n-features 2 --n-components 3 --label-fraction 0.05 \
+                            --output data.csv")]
+    Generate(GenerateArgs),
+    /// Benchmarks, printed as JSON lines.
+    #[command(after_help = "Examples:\n  emvae bench gmm\n  emvae bench gmm --backend flex --backend ndarray --n 100000 --d 16 --k 16")]
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Config file (TOML). With --resume, optional: the run's own config.toml is used.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Data file, replacing the config's [data] path or synthetic table.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run directory (default: runs/<config file name>).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Seed, replacing the config's.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Compute backend, replacing the config's (default flex).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace an existing run directory's run.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Stop after this many iterations (gmm) or epochs (vae) in this session, checkpointed; continue
+    /// later with --resume (for time-limited jobs).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunDataArgs {
+    /// Run directory of a trained model.
+    #[arg(short, long)]
+    pub run: PathBuf,
+    /// Data file, read with the run's [data] options (default: the run's training data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Compute backend (default: the run's).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub run: RunDataArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub run: RunDataArgs,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Run directory of a trained model.
+    #[arg(short, long)]
+    pub run: PathBuf,
+    /// Number of samples.
+    #[arg(short = 'n', long = "n-samples", default_value_t = 10)]
+    pub n_samples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub n_samples: usize,
+    #[arg(long)]
+    pub n_features: usize,
+    #[arg(long)]
+    pub n_components: usize,
+    /// Spread of the means relative to the components' scale.
+    #[arg(long, default_value_t = 4.0)]
+    pub separation: f64,
+    /// Fraction of rows that keep their true component in a `label` column.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output CSV file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: BenchWhich,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhich {
+    /// Seconds per EM iteration of a Gaussian mixture (synthetic data, explicit initialisation).
+    Gmm(BenchGmmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGmmArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub n: usize,
+    #[arg(long, default_value_t = 16)]
+    pub d: usize,
+    #[arg(long, default_value_t = 16)]
+    pub k: usize,
+    /// Covariance types to time (repeat the flag).
+    #[arg(long = "covariance", default_values = ["full", "diag"])]
+    pub covariance: Vec<String>,
+    /// Timed EM iterations per measurement (after one warm-up iteration).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Backends to time (repeat the flag).
+    #[arg(long, value_enum, default_values = ["flex", "ndarray"])]
+    pub backend: Vec<Backend>,
+    /// Float precision: f64 or f32.
+    #[arg(long, default_value = "f64")]
+    pub precision: String,
+}

@@ -1,0 +1,107 @@
+//! `emvae bench`: machine-readable speed figures (JSON lines on standard output).
+
+use emvae_core::data::synthetic::SyntheticMixture;
+use emvae_core::tensor::{Compute, Precision};
+use emvae_em::gmm::{ArrayInit, CovarianceType, EmObserver, GmmCheckpoint, GmmParams, IterationRecord};
+use serde_json::json;
+
+use crate::args::BenchGmmArgs;
+use crate::error::{CliError, CliResult};
+
+struct Timer(Vec<f64>);
+
+impl EmObserver for Timer {
+    fn on_iteration(
+        &mut self,
+        record: &IterationRecord,
+        _: &GmmCheckpoint,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.push(record.seconds);
+        Ok(())
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 { s[m] } else { 0.5 * (s[m - 1] + s[m]) }
+}
+
+/// Seconds per EM iteration (E-step + M-step + log-likelihood) on a synthetic mixture, from explicit
+/// initial parameters (so no initialisation is timed), `tol = 0` so every iteration runs; the median of
+/// `iters` iterations after one warm-up iteration.
+pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
+    let precision = match args.precision.as_str() {
+        "f64" => Precision::F64,
+        "f32" => Precision::F32,
+        other => return Err(CliError::user(format!("--precision: expected f64 or f32, got {other}"))),
+    };
+    if args.iters == 0 || args.n < args.k || args.d == 0 || args.k == 0 {
+        return Err(CliError::user("bench gmm needs --iters >= 1, --d >= 1, --k >= 1 and --n >= --k"));
+    }
+    let spec = SyntheticMixture {
+        n_samples: args.n,
+        n_features: args.d,
+        n_components: args.k,
+        separation: 4.0,
+        label_fraction: 0.0,
+        seed: 1,
+    };
+    let generated = spec.generate();
+    let (d, k) = (args.d, args.k);
+    // Start from the truth's means, shifted, with unit precisions: a realistic EM trajectory.
+    let means: Vec<Vec<f64>> = generated
+        .truth
+        .means
+        .chunks_exact(d)
+        .map(|m| m.iter().map(|v| v + 0.5).collect())
+        .collect();
+    let eye: Vec<Vec<f64>> = (0..d)
+        .map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
+    for backend in &args.backend {
+        let device = backend.device()?;
+        let compute = Compute::new(device, precision);
+        for name in &args.covariance {
+            let cov: CovarianceType = serde_json::from_value(json!(name))
+                .map_err(|_| CliError::user(format!("--covariance: expected full, diag, tied or spherical, got {name}")))?;
+            let precisions = match cov {
+                CovarianceType::Full => ArrayInit::Stack(vec![eye.clone(); k]),
+                CovarianceType::Tied => ArrayInit::Matrix(eye.clone()),
+                CovarianceType::Diag => ArrayInit::Matrix(vec![vec![1.0; d]; k]),
+                CovarianceType::Spherical => ArrayInit::Vector(vec![1.0; k]),
+            };
+            let params = GmmParams::new(k)
+                .covariance_type(cov)
+                .tol(0.0)
+                .max_iter(args.iters + 1)
+                .weights_init(vec![1.0 / k as f64; k])
+                .means_init(means.clone())
+                .precisions_init(precisions)
+                .check()
+                .map_err(CliError::user)?;
+            let mut timer = Timer(Vec::new());
+            params
+                .fit_with(&generated.data, &compute, &mut timer, None)
+                .map_err(|e| CliError::runtime(format!("benchmark fit failed: {e}")))?;
+            let timed = &timer.0[1..];
+            let line = json!({
+                "bench": "gmm_em_iteration",
+                "impl": "emvae",
+                "backend": backend.name(),
+                "precision": precision,
+                "covariance_type": cov,
+                "n": args.n,
+                "d": d,
+                "k": k,
+                "iters": timed.len(),
+                "sec_per_iter": median(timed),
+                "samples": timed,
+                "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            });
+            println!("{line}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! `emvae` commands for Gaussian mixtures.
+
+use std::time::Instant;
+
+use emvae_core::data::Dataset;
+use emvae_core::run::{MetricsLog, RunDir};
+use emvae_core::tensor::Compute;
+use emvae_em::EmError;
+use emvae_em::gmm::{
+    EmObserver, GaussianMixture, GaussianMixtureJson, GmmCheckpoint, GmmValidParams, IterationRecord,
+};
+use serde_json::json;
+
+use crate::args::{EvalArgs, PredictArgs, SampleArgs};
+use crate::error::{CliError, CliResult};
+use crate::output::{RowWriter, num};
+use crate::progress::Progress;
+use crate::runconfig::LoadedConfig;
+use crate::runs::{TrainTarget, open_run, open_run_data};
+
+pub const MODEL_FILE: &str = "model.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+
+/// Turns a model error into a message, locating parameter errors in the config.
+fn em_error(loaded: &LoadedConfig, data: Option<&Dataset>, e: EmError) -> CliError {
+    match e {
+        EmError::InvalidParam(p) => loaded.invalid(p.within("gmm")),
+        EmError::Data(d) => d.into(),
+        EmError::FeatureMismatch { expected, found } => {
+            let source = data.map(|d| d.source.display().to_string()).unwrap_or_default();
+            CliError::user(format!(
+                "data error: {source}: {found} feature columns, but the model was fitted on {expected}"
+            ))
+        }
+        EmError::IllConditioned { .. } => CliError::user(format!("fit failed: {e}")),
+        EmError::Checkpoint(m) => CliError::user(format!("cannot resume from {CHECKPOINT_FILE}: {m}")),
+        EmError::Observer(inner) => CliError::runtime(inner),
+    }
+}
+
+fn compute(loaded: &LoadedConfig, backend: Option<crate::backend::Backend>) -> CliResult<(Compute, String)> {
+    let backend = backend.unwrap_or(loaded.backend());
+    let device = backend.device()?;
+    let precision = loaded.precision();
+    if !precision.supported_on(&device) {
+        return Err(CliError::user(format!(
+            "the {backend} backend does not support precision = \"{precision}\" on this machine; use f32"
+        )));
+    }
+    Ok((Compute::new(device, precision), backend.name().to_string()))
+}
+
+/// The observer's signal that `--stop-after` was reached (the checkpoint is written).
+#[derive(Debug)]
+struct StopRequested(usize);
+
+impl std::fmt::Display for StopRequested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped after {} iterations as asked", self.0)
+    }
+}
+
+impl std::error::Error for StopRequested {}
+
+struct TrainObserver<'a> {
+    run: &'a RunDir,
+    metrics: MetricsLog,
+    every: usize,
+    since_checkpoint: usize,
+    max_iter: usize,
+    progress: Progress,
+    stop_after: Option<usize>,
+    this_session: usize,
+}
+
+impl EmObserver for TrainObserver<'_> {
+    fn on_iteration(
+        &mut self,
+        record: &IterationRecord,
+        checkpoint: &GmmCheckpoint,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.metrics.push(record);
+        let change = record.change.map_or("-".to_string(), |c| format!("{c:.3e}"));
+        if self.progress.is_drawn() {
+            self.progress.update(
+                (record.restart * self.max_iter + record.iteration) as u64,
+                format!("init {} log-likelihood {:.6} change {change}", record.restart, record.log_likelihood),
+            );
+        } else {
+            tracing::info!(
+                "init {} iteration {:>4}: log-likelihood {:.8} change {change} ({:.3} s)",
+                record.restart,
+                record.iteration,
+                record.log_likelihood,
+                record.seconds
+            );
+        }
+        self.since_checkpoint += 1;
+        self.this_session += 1;
+        let restart_done = checkpoint.converged || checkpoint.iteration == self.max_iter;
+        let stop = self.stop_after.is_some_and(|s| self.this_session >= s);
+        if self.since_checkpoint >= self.every || restart_done || stop {
+            // Metrics first: on resume they are cut back to what the checkpoint covers.
+            self.metrics.flush()?;
+            self.run.write_json(CHECKPOINT_FILE, checkpoint)?;
+            self.since_checkpoint = 0;
+        }
+        if stop {
+            return Err(Box::new(StopRequested(self.this_session)));
+        }
+        Ok(())
+    }
+}
+
+pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> CliResult<()> {
+    let (loaded, run, resume) = (&target.loaded, &target.run, target.resume);
+    let params = loaded.gmm_params();
+    let valid: GmmValidParams = params.check().map_err(|e| loaded.invalid(e.within("gmm")))?;
+    let data = loaded.config.data.load()?;
+    valid.check_data(&data).map_err(|e| em_error(loaded, Some(&data), e))?;
+    let (compute, backend) = compute(loaded, None)?;
+    target.prepare(force)?;
+    let checkpoint: Option<GmmCheckpoint> = if resume {
+        if run.exists(RunDir::SUMMARY) && run.exists(MODEL_FILE) {
+            tracing::info!("{} is already complete: nothing to resume", run.root().display());
+            return Ok(());
+        }
+        match std::fs::read_to_string(run.path(CHECKPOINT_FILE)) {
+            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                CliError::user(format!("{}: not a Gaussian-mixture checkpoint: {e}", run.path(CHECKPOINT_FILE).display()))
+            })?),
+            // Interrupted before the first checkpoint: start over.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(CliError::runtime(format!("{}: {e}", run.path(CHECKPOINT_FILE).display()))),
+        }
+    } else {
+        None
+    };
+    let kept = checkpoint.as_ref().map_or(0, |c| c.total_iterations);
+    let metrics = MetricsLog::resume(run.path(RunDir::METRICS), kept)?;
+    let p = valid.params();
+    tracing::info!(
+        "fitting a {}-component {} Gaussian mixture to {} rows x {} features ({} labelled) from {} on {backend} ({})",
+        p.n_components,
+        p.covariance_type,
+        data.n_rows(),
+        data.n_cols(),
+        data.n_labelled(),
+        data.source.display(),
+        compute.precision,
+    );
+    if kept > 0 {
+        tracing::info!("resuming after {kept} iterations");
+    }
+    let mut observer = TrainObserver {
+        run,
+        metrics,
+        every: loaded.config.run.checkpoint_every,
+        since_checkpoint: 0,
+        max_iter: p.max_iter,
+        progress: Progress::new((p.max_iter * p.n_init) as u64, "iterations", true),
+        stop_after,
+        this_session: 0,
+    };
+    let start = Instant::now();
+    let model = match valid.fit_with(&data, &compute, &mut observer, checkpoint) {
+        Ok(model) => model,
+        Err(EmError::Observer(e)) if e.is::<StopRequested>() => {
+            drop(observer.progress);
+            tracing::info!("{e}; continue with: emvae train --out {} --resume", run.root().display());
+            return Ok(());
+        }
+        Err(e) => return Err(em_error(loaded, Some(&data), e)),
+    };
+    let wall = start.elapsed().as_secs_f64();
+    observer.metrics.flush()?;
+    drop(observer.progress);
+    let seconds: Vec<f64> = std::fs::read_to_string(run.path(RunDir::METRICS))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<IterationRecord>(l).ok())
+        .map(|r| r.seconds)
+        .collect();
+    run.write_json(MODEL_FILE, &GaussianMixtureJson::from(&model))?;
+    let score = model.score(&data.x, &compute).map_err(|e| em_error(loaded, Some(&data), e))?;
+    let n = data.n_rows() as f64;
+    let n_params = model.parameters.n_parameters() as f64;
+    let summary = json!({
+        "model": "gmm",
+        "covariance_type": p.covariance_type,
+        "n_components": p.n_components,
+        "n_samples": data.n_rows(),
+        "n_features": data.n_cols(),
+        "n_labelled": data.n_labelled(),
+        "log_likelihood": score,
+        "lower_bound": model.lower_bound,
+        "bic": -2.0 * score * n + n_params * n.ln(),
+        "aic": -2.0 * score * n + 2.0 * n_params,
+        "n_parameters": model.parameters.n_parameters(),
+        "n_iter": model.n_iter,
+        "converged": model.converged,
+        "n_init": p.n_init,
+        "best_restart": model.best_restart,
+        "iterations_total": seconds.len(),
+        "seconds_per_iteration": if seconds.is_empty() { 0.0 } else { seconds.iter().sum::<f64>() / seconds.len() as f64 },
+        "seconds": wall,
+        "backend": backend,
+        "precision": compute.precision,
+    });
+    run.write_json(RunDir::SUMMARY, &summary)?;
+    tracing::info!(
+        "done: log-likelihood {score:.6}, {} iterations, converged: {}; wrote {}",
+        model.n_iter,
+        model.converged,
+        run.root().display()
+    );
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+    Ok(())
+}
+
+fn load_model(run: &RunDir) -> CliResult<GaussianMixture> {
+    let path = run.path(MODEL_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::user(format!("{}: cannot read the model ({e}); has the run finished?", path.display()))
+    })?;
+    let json: GaussianMixtureJson = serde_json::from_str(&text)
+        .map_err(|e| CliError::user(format!("{}: not a Gaussian-mixture model file: {e}", path.display())))?;
+    GaussianMixture::try_from(json).map_err(|e| CliError::user(format!("{}: {e}", path.display())))
+}
+
+pub fn eval(args: &EvalArgs) -> CliResult<()> {
+    let (loaded, run) = open_run_data(&args.run)?;
+    let model = load_model(&run)?;
+    let data = loaded.config.data.load()?;
+    let (compute, backend) = compute(&loaded, args.run.backend)?;
+    let err = |e| em_error(&loaded, Some(&data), e);
+    let score = model.score(&data.x, &compute).map_err(err)?;
+    let mut report = json!({
+        "data": data.source.display().to_string(),
+        "n_samples": data.n_rows(),
+        "log_likelihood": score,
+        "bic": model.bic(&data.x, &compute).map_err(err)?,
+        "aic": model.aic(&data.x, &compute).map_err(err)?,
+        "backend": backend,
+    });
+    if let Some(labels) = &data.labels {
+        let predicted = model.predict(&data.x, &compute).map_err(err)?;
+        let (hits, total) = labels
+            .iter()
+            .zip(&predicted)
+            .filter_map(|(l, p)| l.map(|l| (l == *p) as usize))
+            .fold((0, 0), |(h, t), x| (h + x, t + 1));
+        if total > 0 {
+            report["labelled_rows"] = json!(total);
+            report["labelled_accuracy"] = json!(hits as f64 / total as f64);
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    Ok(())
+}
+
+pub fn predict(args: &PredictArgs) -> CliResult<()> {
+    let (loaded, run) = open_run_data(&args.run)?;
+    let model = load_model(&run)?;
+    let data = loaded.config.data.load()?;
+    let (compute, _) = compute(&loaded, args.run.backend)?;
+    let proba = model
+        .predict_proba(&data.x, &compute)
+        .map_err(|e| em_error(&loaded, Some(&data), e))?;
+    let k = model.n_components();
+    let mut header = vec!["row".to_string(), "label".to_string()];
+    header.extend((0..k).map(|j| format!("p{j}")));
+    let mut out = RowWriter::new(args.format, &header);
+    for (i, r) in proba.rows().enumerate() {
+        let label = r
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(j, _)| j);
+        out.row(
+            json!({"row": i, "label": label, "responsibilities": r}),
+            [i.to_string(), label.to_string()].into_iter().chain(r.iter().map(|&v| num(v))),
+        );
+    }
+    out.finish(args.output.as_deref())
+}
+
+pub fn sample(args: &SampleArgs) -> CliResult<()> {
+    let (loaded, run) = open_run(&args.run, None)?;
+    let model = load_model(&run)?;
+    let (x, comps) = model
+        .sample(args.n_samples, args.seed)
+        .map_err(|e| em_error(&loaded, None, e))?;
+    let d = model.n_features();
+    let mut header = vec!["component".to_string()];
+    header.extend((0..d).map(|a| format!("x{a}")));
+    let mut out = RowWriter::new(args.format, &header);
+    for (row, c) in x.rows().zip(&comps) {
+        out.row(
+            json!({"component": c, "x": row}),
+            std::iter::once(c.to_string()).chain(row.iter().map(|&v| num(v))),
+        );
+    }
+    out.finish(args.output.as_deref())
+}

@@ -1,0 +1,195 @@
+//! The run configuration file (`configs/*.toml`): which model, on which data, with which settings.
+//!
+//! ```toml
+//! model = "gmm"          # gmm | vae
+//! seed = 0               # every random choice derives from it
+//! precision = "f64"      # f64 | f32 (default: f64 for gmm, f32 for vae)
+//! backend = "flex"       # flex | ndarray | wgpu (the --backend flag overrides it)
+//!
+//! [data]                 # a file (CSV, .npy, IDX; gzipped or not) or [data.synthetic]
+//! path = "../data/x.csv" # relative to this file
+//!
+//! [gmm]                  # the model's own table
+//! n_components = 3
+//!
+//! [run]
+//! checkpoint_every = 1   # iterations (gmm) or epochs (vae) between checkpoints
+//! ```
+//! Unknown keys are errors; every error names the file, line and key.
+
+use std::path::{Path, PathBuf};
+
+use emvae_core::config::{ConfigText, InvalidParam};
+use emvae_core::data::DataConfig;
+use emvae_core::tensor::Precision;
+use emvae_em::gmm::GmmParams;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::error::{CliError, CliResult};
+
+/// Which model a config trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Gaussian mixture, exact EM.
+    Gmm,
+    /// Variational autoencoder, amortized variational EM.
+    Vae,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Gmm => "gmm",
+            ModelKind::Vae => "vae",
+        }
+    }
+}
+
+fn default_one() -> usize {
+    1
+}
+
+/// The `[run]` table: how the run is driven, not what is learned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// Iterations (gmm) or epochs (vae) between checkpoints.
+    #[serde(default = "default_one")]
+    pub checkpoint_every: usize,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self { checkpoint_every: 1 }
+    }
+}
+
+/// A whole config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub model: ModelKind,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
+    pub data: DataConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gmm: Option<GmmParams>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae: Option<toml::Table>,
+    #[serde(default)]
+    pub run: RunSettings,
+}
+
+/// Command-line values that take precedence over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub seed: Option<u64>,
+    pub data: Option<PathBuf>,
+    pub backend: Option<Backend>,
+}
+
+/// A config read, overridden, checked, with its data paths made absolute.
+pub struct LoadedConfig {
+    pub text: ConfigText,
+    pub config: RunConfig,
+}
+
+impl LoadedConfig {
+    /// Reads, parses and checks `path`, applying `overrides`.
+    pub fn load(path: &Path, overrides: &Overrides) -> CliResult<Self> {
+        let text = ConfigText::read(path)?;
+        let mut config: RunConfig = text.parse()?;
+        // Data paths are relative to the config file; keep them absolute from here on so that the run's
+        // resolved config.toml works from any directory.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.data = config.data.resolved(&base);
+        if let Some(seed) = overrides.seed {
+            config.seed = seed;
+        }
+        if let Some(data) = &overrides.data {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            config.data.path = Some(cwd.join(data));
+            config.data.synthetic = None;
+        }
+        if let Some(backend) = overrides.backend {
+            config.backend = Some(backend);
+        }
+        config.precision = Some(config.precision.unwrap_or(match config.model {
+            ModelKind::Gmm => Precision::F64,
+            ModelKind::Vae => Precision::F32,
+        }));
+        config.backend = Some(config.backend.unwrap_or_default());
+        let loaded = Self { text, config };
+        loaded.check()?;
+        Ok(loaded)
+    }
+
+    /// Locates a semantic error in the file.
+    pub fn invalid(&self, e: InvalidParam) -> CliError {
+        self.text.invalid(e).into()
+    }
+
+    fn check(&self) -> CliResult<()> {
+        let c = &self.config;
+        c.data.check().map_err(|e| self.invalid(e.within("data")))?;
+        if c.run.checkpoint_every == 0 {
+            return Err(self.invalid(InvalidParam::new("run.checkpoint_every", "must be at least 1, got 0")));
+        }
+        let (needed, other) = match c.model {
+            ModelKind::Gmm => ("gmm", c.vae.is_some().then_some("vae")),
+            ModelKind::Vae => ("vae", c.gmm.is_some().then_some("gmm")),
+        };
+        if let Some(other) = other {
+            return Err(self.invalid(InvalidParam::new(
+                other,
+                format!("a [{other}] table in a config for model = \"{needed}\""),
+            )));
+        }
+        match c.model {
+            ModelKind::Gmm => {
+                let gmm = c.gmm.as_ref().ok_or_else(|| {
+                    self.invalid(InvalidParam::new("model", "model = \"gmm\" needs a [gmm] table (at least n_components)"))
+                })?;
+                gmm.check().map_err(|e| self.invalid(e.within("gmm")))?;
+            }
+            ModelKind::Vae => {
+                if c.vae.is_none() {
+                    return Err(self.invalid(InvalidParam::new("model", "model = \"vae\" needs a [vae] table")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.config.precision.unwrap_or_default()
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.config.backend.unwrap_or_default()
+    }
+
+    /// The GMM hyper-parameters with the run's seed.
+    pub fn gmm_params(&self) -> GmmParams {
+        let mut p = self.config.gmm.clone().expect("checked: model = gmm has [gmm]");
+        p.seed = self.config.seed;
+        p
+    }
+
+    /// The resolved config as TOML: every default filled in, paths absolute.
+    pub fn resolved_toml(&self) -> CliResult<String> {
+        let body = toml::to_string_pretty(&self.config)
+            .map_err(|e| CliError::runtime(format!("cannot serialise the resolved config: {e}")))?;
+        Ok(format!(
+            "# Resolved by emvae from {} (defaults filled in, command-line overrides applied).\n{body}",
+            self.text.path().display()
+        ))
+    }
+}

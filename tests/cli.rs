@@ -1,0 +1,241 @@
+//! The `emvae` binary end to end: a table of bad inputs (each a clear message naming the file, line or
+//! key, exit code 2, no panic), `--help` with examples, and `--resume` ending where an uninterrupted run
+//! ends.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn emvae(dir: &Path, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_emvae"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the emvae binary runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const GOOD_DATA: &str = "x,y\n0.1,0.2\n1.5,1.1\n-0.3,0.4\n2.2,2.0\n0.0,-0.1\n1.9,2.3\n";
+
+fn gmm_config(gmm_extra: &str) -> String {
+    format!("model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm]\nn_components = 2\n{gmm_extra}")
+}
+
+/// (name, config text, data text, extra args, expected fragments of the error message).
+fn bad_inputs() -> Vec<(&'static str, String, &'static str, Vec<&'static str>, Vec<&'static str>)> {
+    vec![
+        ("unknown top-level key", format!("sede = 3\n{}", gmm_config("")), GOOD_DATA, vec![],
+         vec!["c.toml:1:1", "key `sede`", "unknown field `sede`"]),
+        ("unknown key in [gmm]", gmm_config("n_component = 2\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6:1", "key `gmm.n_component`", "unknown field"]),
+        ("wrong type", gmm_config("tol = \"small\"\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6:7", "key `gmm.tol`", "invalid type: string"]),
+        ("zero components", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm]\nn_components = 0\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:5:16", "key `gmm.n_components`", "at least 1"]),
+        ("negative reg_covar", gmm_config("reg_covar = -1e-3\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6:13", "key `gmm.reg_covar`", ">= 0"]),
+        ("unknown covariance type", gmm_config("covariance_type = \"fulll\"\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6", "key `gmm.covariance_type`", "unknown variant `fulll`", "`spherical`"]),
+        ("TOML syntax error", "model = \"gmm\"\n[data\npath = 1\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:2", "config error"]),
+        ("model without its table", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:1", "key `model`", "needs a [gmm] table"]),
+        ("no data", "model = \"gmm\"\n[data]\n[gmm]\nn_components = 2\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:2", "key `data.path`", "no data"]),
+        ("weights not summing to 1", gmm_config("weights_init = [0.5, 0.6]\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6", "key `gmm.weights_init`", "sum to 1"]),
+        ("ragged means_init", gmm_config("means_init = [[0.0, 1.0], [1.0]]\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6", "key `gmm.means_init`", "row 1 has 1 entries"]),
+        ("precision not positive definite", gmm_config("precisions_init = [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]]]\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6", "key `gmm.precisions_init`", "matrix 1 is not positive definite"]),
+        ("means_init width differs from the data", gmm_config("means_init = [[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]]\n"), GOOD_DATA, vec![],
+         vec!["c.toml:6", "key `gmm.means_init`", "3 numbers but the data has 2 features"]),
+        ("missing config file", String::new(), GOOD_DATA, vec!["--config", "nope.toml"],
+         vec!["nope.toml", "cannot read config file"]),
+        ("NaN in data", gmm_config(""), "x,y\n0.1,0.2\n1.5,NaN\n-0.3,0.4\n", vec![],
+         vec!["data.csv:3", "column 2", "not a finite number"]),
+        ("infinity in data", gmm_config(""), "0.1,0.2\n1.5,1.0\ninf,0.4\n", vec![],
+         vec!["data.csv:3", "column 1", "not a finite number"]),
+        ("ragged row", gmm_config(""), "x,y\n0.1,0.2\n1.5\n-0.3,0.4\n", vec![],
+         vec!["data.csv:3", "ragged row: expected 2 fields", "found 1"]),
+        ("non-numeric cell", gmm_config(""), "x,y\n0.1,0.2\n1.5,abc\n-0.3,0.4\n", vec![],
+         vec!["data.csv:3", "column 2", "cannot read `abc` as a number"]),
+        ("empty data file", gmm_config(""), "", vec![],
+         vec!["data.csv", "empty"]),
+        ("header without rows", gmm_config(""), "x,y\n", vec![],
+         vec!["data.csv:1", "no data rows"]),
+        ("fewer rows than components", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm]\nn_components = 4\n".into(), "x,y\n0.1,0.2\n1.5,1.0\n0.3,0.4\n", vec![],
+         vec!["data.csv", "3 rows but n_components is 4"]),
+        ("label out of range", "model = \"gmm\"\n[data]\npath = \"data.csv\"\nlabel_column = \"z\"\n[gmm]\nn_components = 2\n".into(),
+         "x,y,z\n0.1,0.2,0\n1.5,1.0,\n0.3,0.4,5\n2.0,2.1,1\n", vec![],
+         vec!["data.csv:4", "label 5 is out of range"]),
+        ("missing data file", "model = \"gmm\"\n[data]\npath = \"absent.csv\"\n[gmm]\nn_components = 2\n".into(), GOOD_DATA, vec![],
+         vec!["absent.csv", "cannot read data file"]),
+        ("collapsed covariance", gmm_config("reg_covar = 0.0\ncovariance_type = \"diag\"\n"), "x,y\n1.0,0.5\n1.0,0.7\n1.0,0.1\n2.0,0.3\n2.0,0.9\n2.0,0.2\n", vec![],
+         vec!["not positive definite", "component", "increase gmm.reg_covar"]),
+        ("wgpu backend not built", gmm_config(""), GOOD_DATA, vec!["--backend", "wgpu"],
+         vec!["built without the wgpu backend", "--features wgpu"]),
+    ]
+}
+
+#[test]
+fn bad_inputs_give_clear_errors_and_exit_2() {
+    let mut failures = Vec::new();
+    for (name, config, data, extra, expected) in bad_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        if !config.is_empty() {
+            write(dir.path(), "c.toml", &config);
+        }
+        write(dir.path(), "data.csv", data);
+        let mut args = vec!["train"];
+        if !extra.contains(&"--config") {
+            args.extend(["--config", "c.toml"]);
+        }
+        args.extend(extra.iter().copied());
+        args.extend(["--out", "run"]);
+        let out = emvae(dir.path(), &args);
+        let ok = out.code == 2
+            && !out.stderr.contains("panicked")
+            && expected.iter().all(|e| out.stderr.contains(e));
+        if !ok {
+            failures.push(format!("{name}: exit {} stderr:\n{}", out.code, out.stderr));
+        }
+        if !dir.path().join("run").join("config.toml").exists() {
+            continue;
+        }
+        // A run that failed on its input leaves no run directory behind, so it can simply be rerun;
+        // only a failure during EM (collapsed covariance) keeps what was written.
+        if name != "collapsed covariance" {
+            failures.push(format!("{name}: left a run directory behind"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} bad inputs misbehaved:\n{}", failures.len(), bad_inputs().len(), failures.join("\n"));
+    assert!(bad_inputs().len() >= 15);
+}
+
+#[test]
+fn run_level_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "data.csv", GOOD_DATA);
+    write(dir.path(), "c.toml", &gmm_config(""));
+    let ok = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run", "-q"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let again = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run"]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("already holds a run") && again.stderr.contains("--resume"), "{}", again.stderr);
+
+    let not_run = emvae(dir.path(), &["eval", "--run", "nowhere"]);
+    assert_eq!(not_run.code, 2);
+    assert!(not_run.stderr.contains("not a run directory"), "{}", not_run.stderr);
+    let no_resume = emvae(dir.path(), &["train", "--out", "nowhere", "--resume"]);
+    assert_eq!(no_resume.code, 2);
+    assert!(no_resume.stderr.contains("cannot resume"), "{}", no_resume.stderr);
+
+    write(dir.path(), "wide.csv", "a,b,c\n1,2,3\n4,5,6\n");
+    let wide = emvae(dir.path(), &["predict", "--run", "run", "--data", "wide.csv"]);
+    assert_eq!(wide.code, 2);
+    assert!(wide.stderr.contains("wide.csv") && wide.stderr.contains("fitted on 2"), "{}", wide.stderr);
+
+    std::fs::write(dir.path().join("run/model.json"), "{\"format\": \"something else\"").unwrap();
+    let corrupt = emvae(dir.path(), &["predict", "--run", "run"]);
+    assert_eq!(corrupt.code, 2);
+    assert!(corrupt.stderr.contains("model.json") && !corrupt.stderr.contains("panicked"), "{}", corrupt.stderr);
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["train", "eval", "predict", "sample", "generate", "bench"] {
+        let out = emvae(dir.path(), &[cmd, "--help"]);
+        assert_eq!(out.code, 0, "{cmd}");
+        assert!(out.stdout.contains("Example") && out.stdout.contains("emvae "), "{cmd} --help:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn resumed_training_ends_where_an_uninterrupted_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "c.toml",
+        "model = \"gmm\"\n[data.synthetic]\nn_samples = 2000\nn_features = 3\nn_components = 4\nseparation = 1.5\n\
+         label_fraction = 0.02\n[gmm]\nn_components = 4\nn_init = 2\ntol = 1e-7\nmax_iter = 40\n",
+    );
+    let whole = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "whole", "-q"]);
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    let first = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "parts", "-q", "--stop-after", "13"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(!dir.path().join("parts/model.json").exists());
+    // Across the boundary between the two initialisations.
+    let second = emvae(dir.path(), &["train", "--out", "parts", "--resume", "-q", "--stop-after", "40"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let last = emvae(dir.path(), &["train", "--out", "parts", "--resume", "-q"]);
+    assert_eq!(last.code, 0, "{}", last.stderr);
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    assert_eq!(read("whole/model.json"), read("parts/model.json"));
+    let strip_seconds = |text: String| -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("seconds");
+                v.to_string()
+            })
+            .collect()
+    };
+    let metrics = strip_seconds(read("whole/metrics.jsonl"));
+    assert_eq!(metrics, strip_seconds(read("parts/metrics.jsonl")));
+    assert_eq!(metrics.len(), 80);
+}
+
+#[test]
+fn train_eval_predict_sample_generate_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = emvae(
+        dir.path(),
+        &["generate", "--n-samples", "1500", "--n-features", "2", "--n-components", "3", "--label-fraction", "0.1",
+          "--seed", "4", "--output", "g.csv"],
+    );
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    write(
+        dir.path(),
+        "c.toml",
+        "model = \"gmm\"\n[data]\npath = \"g.csv\"\nlabel_column = \"label\"\n[gmm]\nn_components = 3\n",
+    );
+    let train = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run", "-q"]);
+    assert_eq!(train.code, 0, "{}", train.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&train.stdout).unwrap();
+    assert_eq!(summary["n_labelled"].as_u64().unwrap() as f64 / 1500.0 > 0.05, true);
+    for name in ["config.toml", "metrics.jsonl", "model.json", "summary.json", "checkpoint.json", "train.log"] {
+        assert!(dir.path().join("run").join(name).exists(), "{name}");
+    }
+    let eval = emvae(dir.path(), &["eval", "--run", "run"]);
+    assert_eq!(eval.code, 0, "{}", eval.stderr);
+    let report: serde_json::Value = serde_json::from_str(&eval.stdout).unwrap();
+    assert!(report["labelled_accuracy"].as_f64().unwrap() > 0.9, "{report}");
+    let predict = emvae(dir.path(), &["predict", "--run", "run"]);
+    let lines: Vec<serde_json::Value> = predict.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1500);
+    let resp: Vec<f64> = serde_json::from_value(lines[0]["responsibilities"].clone()).unwrap();
+    assert!((resp.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    let sample = emvae(dir.path(), &["sample", "--run", "run", "-n", "7", "--format", "csv"]);
+    assert_eq!(sample.stdout.lines().count(), 8);
+    assert!(sample.stdout.starts_with("component,x0,x1"));
+    let again = emvae(dir.path(), &["sample", "--run", "run", "-n", "7", "--format", "csv"]);
+    assert_eq!(sample.stdout, again.stdout, "sampling is reproducible");
+}
