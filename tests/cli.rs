@@ -38,7 +38,13 @@ fn gmm_config(gmm_extra: &str) -> String {
 }
 
 /// (name, config text, data text, extra args, expected fragments of the error message).
-fn bad_inputs() -> Vec<(&'static str, String, &'static str, Vec<&'static str>, Vec<&'static str>)> {
+fn bad_inputs() -> Vec<(
+    &'static str,
+    String,
+    &'static str,
+    Vec<&'static str>,
+    Vec<&'static str>,
+)> {
     vec![
         ("unknown top-level key", format!("sede = 3\n{}", gmm_config("")), GOOD_DATA, vec![],
          vec!["c.toml:1:1", "key `sede`", "unknown field `sede`"]),
@@ -125,7 +131,13 @@ fn bad_inputs_give_clear_errors_and_exit_2() {
             failures.push(format!("{name}: left a run directory behind"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} bad inputs misbehaved:\n{}", failures.len(), bad_inputs().len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad inputs misbehaved:\n{}",
+        failures.len(),
+        bad_inputs().len(),
+        failures.join("\n")
+    );
     assert!(bad_inputs().len() >= 15);
 }
 
@@ -134,28 +146,58 @@ fn run_level_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "data.csv", GOOD_DATA);
     write(dir.path(), "c.toml", &gmm_config(""));
-    let ok = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run", "-q"]);
+    let ok = emvae(
+        dir.path(),
+        &["train", "--config", "c.toml", "--out", "run", "-q"],
+    );
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     let again = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run"]);
     assert_eq!(again.code, 2);
-    assert!(again.stderr.contains("already holds a run") && again.stderr.contains("--resume"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already holds a run") && again.stderr.contains("--resume"),
+        "{}",
+        again.stderr
+    );
 
     let not_run = emvae(dir.path(), &["eval", "--run", "nowhere"]);
     assert_eq!(not_run.code, 2);
-    assert!(not_run.stderr.contains("not a run directory"), "{}", not_run.stderr);
+    assert!(
+        not_run.stderr.contains("not a run directory"),
+        "{}",
+        not_run.stderr
+    );
     let no_resume = emvae(dir.path(), &["train", "--out", "nowhere", "--resume"]);
     assert_eq!(no_resume.code, 2);
-    assert!(no_resume.stderr.contains("cannot resume"), "{}", no_resume.stderr);
+    assert!(
+        no_resume.stderr.contains("cannot resume"),
+        "{}",
+        no_resume.stderr
+    );
 
     write(dir.path(), "wide.csv", "a,b,c\n1,2,3\n4,5,6\n");
-    let wide = emvae(dir.path(), &["predict", "--run", "run", "--data", "wide.csv"]);
+    let wide = emvae(
+        dir.path(),
+        &["predict", "--run", "run", "--data", "wide.csv"],
+    );
     assert_eq!(wide.code, 2);
-    assert!(wide.stderr.contains("wide.csv") && wide.stderr.contains("fitted on 2"), "{}", wide.stderr);
+    assert!(
+        wide.stderr.contains("wide.csv") && wide.stderr.contains("fitted on 2"),
+        "{}",
+        wide.stderr
+    );
 
-    std::fs::write(dir.path().join("run/model.json"), "{\"format\": \"something else\"").unwrap();
+    std::fs::write(
+        dir.path().join("run/model.json"),
+        "{\"format\": \"something else\"",
+    )
+    .unwrap();
     let corrupt = emvae(dir.path(), &["predict", "--run", "run"]);
     assert_eq!(corrupt.code, 2);
-    assert!(corrupt.stderr.contains("model.json") && !corrupt.stderr.contains("panicked"), "{}", corrupt.stderr);
+    assert!(
+        corrupt.stderr.contains("model.json") && !corrupt.stderr.contains("panicked"),
+        "{}",
+        corrupt.stderr
+    );
 }
 
 #[test]
@@ -164,7 +206,11 @@ fn every_command_has_help_with_an_example() {
     for cmd in ["train", "eval", "predict", "sample", "generate", "bench"] {
         let out = emvae(dir.path(), &[cmd, "--help"]);
         assert_eq!(out.code, 0, "{cmd}");
-        assert!(out.stdout.contains("Example") && out.stdout.contains("emvae "), "{cmd} --help:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains("Example") && out.stdout.contains("emvae "),
+            "{cmd} --help:\n{}",
+            out.stdout
+        );
     }
 }
 
@@ -177,13 +223,39 @@ fn resumed_training_ends_where_an_uninterrupted_run_ends() {
         "model = \"gmm\"\n[data.synthetic]\nn_samples = 2000\nn_features = 3\nn_components = 4\nseparation = 1.5\n\
          label_fraction = 0.02\n[gmm]\nn_components = 4\nn_init = 2\ntol = 1e-7\nmax_iter = 40\n",
     );
-    let whole = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "whole", "-q"]);
+    let whole = emvae(
+        dir.path(),
+        &["train", "--config", "c.toml", "--out", "whole", "-q"],
+    );
     assert_eq!(whole.code, 0, "{}", whole.stderr);
-    let first = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "parts", "-q", "--stop-after", "13"]);
+    let first = emvae(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            "c.toml",
+            "--out",
+            "parts",
+            "-q",
+            "--stop-after",
+            "13",
+        ],
+    );
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert!(!dir.path().join("parts/model.json").exists());
     // Across the boundary between the two initialisations.
-    let second = emvae(dir.path(), &["train", "--out", "parts", "--resume", "-q", "--stop-after", "40"]);
+    let second = emvae(
+        dir.path(),
+        &[
+            "train",
+            "--out",
+            "parts",
+            "--resume",
+            "-q",
+            "--stop-after",
+            "40",
+        ],
+    );
     assert_eq!(second.code, 0, "{}", second.stderr);
     let last = emvae(dir.path(), &["train", "--out", "parts", "--resume", "-q"]);
     assert_eq!(last.code, 0, "{}", last.stderr);
@@ -208,8 +280,21 @@ fn train_eval_predict_sample_generate_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let generated = emvae(
         dir.path(),
-        &["generate", "--n-samples", "1500", "--n-features", "2", "--n-components", "3", "--label-fraction", "0.1",
-          "--seed", "4", "--output", "g.csv"],
+        &[
+            "generate",
+            "--n-samples",
+            "1500",
+            "--n-features",
+            "2",
+            "--n-components",
+            "3",
+            "--label-fraction",
+            "0.1",
+            "--seed",
+            "4",
+            "--output",
+            "g.csv",
+        ],
     );
     assert_eq!(generated.code, 0, "{}", generated.stderr);
     write(
@@ -217,25 +302,51 @@ fn train_eval_predict_sample_generate_round_trip() {
         "c.toml",
         "model = \"gmm\"\n[data]\npath = \"g.csv\"\nlabel_column = \"label\"\n[gmm]\nn_components = 3\n",
     );
-    let train = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run", "-q"]);
+    let train = emvae(
+        dir.path(),
+        &["train", "--config", "c.toml", "--out", "run", "-q"],
+    );
     assert_eq!(train.code, 0, "{}", train.stderr);
     let summary: serde_json::Value = serde_json::from_str(&train.stdout).unwrap();
-    assert_eq!(summary["n_labelled"].as_u64().unwrap() as f64 / 1500.0 > 0.05, true);
-    for name in ["config.toml", "metrics.jsonl", "model.json", "summary.json", "checkpoint.json", "train.log"] {
+    assert_eq!(
+        summary["n_labelled"].as_u64().unwrap() as f64 / 1500.0 > 0.05,
+        true
+    );
+    for name in [
+        "config.toml",
+        "metrics.jsonl",
+        "model.json",
+        "summary.json",
+        "checkpoint.json",
+        "train.log",
+    ] {
         assert!(dir.path().join("run").join(name).exists(), "{name}");
     }
     let eval = emvae(dir.path(), &["eval", "--run", "run"]);
     assert_eq!(eval.code, 0, "{}", eval.stderr);
     let report: serde_json::Value = serde_json::from_str(&eval.stdout).unwrap();
-    assert!(report["labelled_accuracy"].as_f64().unwrap() > 0.9, "{report}");
+    assert!(
+        report["labelled_accuracy"].as_f64().unwrap() > 0.9,
+        "{report}"
+    );
     let predict = emvae(dir.path(), &["predict", "--run", "run"]);
-    let lines: Vec<serde_json::Value> = predict.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = predict
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1500);
     let resp: Vec<f64> = serde_json::from_value(lines[0]["responsibilities"].clone()).unwrap();
     assert!((resp.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-    let sample = emvae(dir.path(), &["sample", "--run", "run", "-n", "7", "--format", "csv"]);
+    let sample = emvae(
+        dir.path(),
+        &["sample", "--run", "run", "-n", "7", "--format", "csv"],
+    );
     assert_eq!(sample.stdout.lines().count(), 8);
     assert!(sample.stdout.starts_with("component,x0,x1"));
-    let again = emvae(dir.path(), &["sample", "--run", "run", "-n", "7", "--format", "csv"]);
+    let again = emvae(
+        dir.path(),
+        &["sample", "--run", "run", "-n", "7", "--format", "csv"],
+    );
     assert_eq!(sample.stdout, again.stdout, "sampling is reproducible");
 }

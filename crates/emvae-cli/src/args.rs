@@ -30,28 +30,38 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model from a config file into a run directory.
-    #[command(after_help = "Examples:\n  emvae train --config configs/gmm-full.toml\n  \
+    #[command(
+        after_help = "Examples:\n  emvae train --config configs/gmm-full.toml\n  \
                             emvae train --config configs/gmm-diag.toml --data my.csv --out runs/mine --seed 3\n  \
                             emvae train --out runs/mine --resume\n\n\
                             The run directory receives config.toml (resolved), metrics.jsonl, model.json, \
-                            checkpoint.json, summary.json and train.log.")]
+                            checkpoint.json, summary.json and train.log."
+    )]
     Train(TrainArgs),
     /// Evaluate a trained model on data (the training data by default).
     #[command(after_help = "Example:\n  emvae eval --run runs/gmm-full --data held_out.csv")]
     Eval(EvalArgs),
     /// Most probable component and responsibilities of every row.
-    #[command(after_help = "Examples:\n  emvae predict --run runs/gmm-full --data new.csv\n  \
-                            emvae predict --run runs/gmm-full --format csv --output labels.csv")]
+    #[command(
+        after_help = "Examples:\n  emvae predict --run runs/gmm-full --data new.csv\n  \
+                            emvae predict --run runs/gmm-full --format csv --output labels.csv"
+    )]
     Predict(PredictArgs),
     /// Draw samples from a trained model.
-    #[command(after_help = "Example:\n  emvae sample --run runs/gmm-full -n 1000 --seed 7 --format csv --output draws.csv")]
+    #[command(
+        after_help = "Example:\n  emvae sample --run runs/gmm-full -n 1000 --seed 7 --format csv --output draws.csv"
+    )]
     Sample(SampleArgs),
     /// Write a synthetic Gaussian-mixture data set as CSV.
-    #[command(after_help = "Example:\n  emvae generate --n-samples 5000 --n-features 2 --n-components 3 --label-fraction 0.05 \
-                            --output data.csv")]
+    #[command(
+        after_help = "Example:\n  emvae generate --n-samples 5000 --n-features 2 --n-components 3 --label-fraction 0.05 \
+                            --output data.csv"
+    )]
     Generate(GenerateArgs),
     /// Benchmarks, printed as JSON lines.
-    #[command(after_help = "Examples:\n  emvae bench gmm\n  emvae bench gmm --backend flex --backend ndarray --n 100000 --d 16 --k 16")]
+    #[command(
+        after_help = "Examples:\n  emvae bench gmm\n  emvae bench gmm --backend flex --backend ndarray --n 100000 --d 16 --k 16"
+    )]
     Bench(BenchArgs),
 }
 

@@ -2,7 +2,9 @@
 
 use emvae_core::data::synthetic::SyntheticMixture;
 use emvae_core::tensor::{Compute, Precision};
-use emvae_em::gmm::{ArrayInit, CovarianceType, EmObserver, GmmCheckpoint, GmmParams, IterationRecord};
+use emvae_em::gmm::{
+    ArrayInit, CovarianceType, EmObserver, GmmCheckpoint, GmmParams, IterationRecord,
+};
 use serde_json::json;
 
 use crate::args::BenchGmmArgs;
@@ -25,7 +27,11 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let m = s.len() / 2;
-    if s.len() % 2 == 1 { s[m] } else { 0.5 * (s[m - 1] + s[m]) }
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        0.5 * (s[m - 1] + s[m])
+    }
 }
 
 /// Seconds per EM iteration (E-step + M-step + log-likelihood) on a synthetic mixture, from explicit
@@ -35,10 +41,16 @@ pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
     let precision = match args.precision.as_str() {
         "f64" => Precision::F64,
         "f32" => Precision::F32,
-        other => return Err(CliError::user(format!("--precision: expected f64 or f32, got {other}"))),
+        other => {
+            return Err(CliError::user(format!(
+                "--precision: expected f64 or f32, got {other}"
+            )));
+        }
     };
     if args.iters == 0 || args.n < args.k || args.d == 0 || args.k == 0 {
-        return Err(CliError::user("bench gmm needs --iters >= 1, --d >= 1, --k >= 1 and --n >= --k"));
+        return Err(CliError::user(
+            "bench gmm needs --iters >= 1, --d >= 1, --k >= 1 and --n >= --k",
+        ));
     }
     let spec = SyntheticMixture {
         n_samples: args.n,
@@ -64,8 +76,11 @@ pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
         let device = backend.device()?;
         let compute = Compute::new(device, precision);
         for name in &args.covariance {
-            let cov: CovarianceType = serde_json::from_value(json!(name))
-                .map_err(|_| CliError::user(format!("--covariance: expected full, diag, tied or spherical, got {name}")))?;
+            let cov: CovarianceType = serde_json::from_value(json!(name)).map_err(|_| {
+                CliError::user(format!(
+                    "--covariance: expected full, diag, tied or spherical, got {name}"
+                ))
+            })?;
             let precisions = match cov {
                 CovarianceType::Full => ArrayInit::Stack(vec![eye.clone(); k]),
                 CovarianceType::Tied => ArrayInit::Matrix(eye.clone()),

@@ -19,7 +19,10 @@ pub fn generate(args: &GenerateArgs) -> CliResult<()> {
         .map_err(|e| CliError::user(format!("--{}: {}", e.key.replace('_', "-"), e.message)))?;
     let generated = spec.generate();
     let data = &generated.data;
-    let mut text = (0..data.n_cols()).map(|a| format!("x{a}")).collect::<Vec<_>>().join(",");
+    let mut text = (0..data.n_cols())
+        .map(|a| format!("x{a}"))
+        .collect::<Vec<_>>()
+        .join(",");
     if data.labels.is_some() {
         text.push_str(",label");
     }

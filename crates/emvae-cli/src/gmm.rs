@@ -7,7 +7,8 @@ use emvae_core::run::{MetricsLog, RunDir};
 use emvae_core::tensor::Compute;
 use emvae_em::EmError;
 use emvae_em::gmm::{
-    EmObserver, GaussianMixture, GaussianMixtureJson, GmmCheckpoint, GmmValidParams, IterationRecord,
+    EmObserver, GaussianMixture, GaussianMixtureJson, GmmCheckpoint, GmmValidParams,
+    IterationRecord,
 };
 use serde_json::json;
 
@@ -27,18 +28,25 @@ fn em_error(loaded: &LoadedConfig, data: Option<&Dataset>, e: EmError) -> CliErr
         EmError::InvalidParam(p) => loaded.invalid(p.within("gmm")),
         EmError::Data(d) => d.into(),
         EmError::FeatureMismatch { expected, found } => {
-            let source = data.map(|d| d.source.display().to_string()).unwrap_or_default();
+            let source = data
+                .map(|d| d.source.display().to_string())
+                .unwrap_or_default();
             CliError::user(format!(
                 "data error: {source}: {found} feature columns, but the model was fitted on {expected}"
             ))
         }
         EmError::IllConditioned { .. } => CliError::user(format!("fit failed: {e}")),
-        EmError::Checkpoint(m) => CliError::user(format!("cannot resume from {CHECKPOINT_FILE}: {m}")),
+        EmError::Checkpoint(m) => {
+            CliError::user(format!("cannot resume from {CHECKPOINT_FILE}: {m}"))
+        }
         EmError::Observer(inner) => CliError::runtime(inner),
     }
 }
 
-fn compute(loaded: &LoadedConfig, backend: Option<crate::backend::Backend>) -> CliResult<(Compute, String)> {
+fn compute(
+    loaded: &LoadedConfig,
+    backend: Option<crate::backend::Backend>,
+) -> CliResult<(Compute, String)> {
     let backend = backend.unwrap_or(loaded.backend());
     let device = backend.device()?;
     let precision = loaded.precision();
@@ -80,11 +88,16 @@ impl EmObserver for TrainObserver<'_> {
         checkpoint: &GmmCheckpoint,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.metrics.push(record);
-        let change = record.change.map_or("-".to_string(), |c| format!("{c:.3e}"));
+        let change = record
+            .change
+            .map_or("-".to_string(), |c| format!("{c:.3e}"));
         if self.progress.is_drawn() {
             self.progress.update(
                 (record.restart * self.max_iter + record.iteration) as u64,
-                format!("init {} log-likelihood {:.6} change {change}", record.restart, record.log_likelihood),
+                format!(
+                    "init {} log-likelihood {:.6} change {change}",
+                    record.restart, record.log_likelihood
+                ),
             );
         } else {
             tracing::info!(
@@ -115,23 +128,38 @@ impl EmObserver for TrainObserver<'_> {
 pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> CliResult<()> {
     let (loaded, run, resume) = (&target.loaded, &target.run, target.resume);
     let params = loaded.gmm_params();
-    let valid: GmmValidParams = params.check().map_err(|e| loaded.invalid(e.within("gmm")))?;
+    let valid: GmmValidParams = params
+        .check()
+        .map_err(|e| loaded.invalid(e.within("gmm")))?;
     let data = loaded.config.data.load()?;
-    valid.check_data(&data).map_err(|e| em_error(loaded, Some(&data), e))?;
+    valid
+        .check_data(&data)
+        .map_err(|e| em_error(loaded, Some(&data), e))?;
     let (compute, backend) = compute(loaded, None)?;
     target.prepare(force)?;
     let checkpoint: Option<GmmCheckpoint> = if resume {
         if run.exists(RunDir::SUMMARY) && run.exists(MODEL_FILE) {
-            tracing::info!("{} is already complete: nothing to resume", run.root().display());
+            tracing::info!(
+                "{} is already complete: nothing to resume",
+                run.root().display()
+            );
             return Ok(());
         }
         match std::fs::read_to_string(run.path(CHECKPOINT_FILE)) {
             Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
-                CliError::user(format!("{}: not a Gaussian-mixture checkpoint: {e}", run.path(CHECKPOINT_FILE).display()))
+                CliError::user(format!(
+                    "{}: not a Gaussian-mixture checkpoint: {e}",
+                    run.path(CHECKPOINT_FILE).display()
+                ))
             })?),
             // Interrupted before the first checkpoint: start over.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(CliError::runtime(format!("{}: {e}", run.path(CHECKPOINT_FILE).display()))),
+            Err(e) => {
+                return Err(CliError::runtime(format!(
+                    "{}: {e}",
+                    run.path(CHECKPOINT_FILE).display()
+                )));
+            }
         }
     } else {
         None
@@ -167,7 +195,10 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         Ok(model) => model,
         Err(EmError::Observer(e)) if e.is::<StopRequested>() => {
             drop(observer.progress);
-            tracing::info!("{e}; continue with: emvae train --out {} --resume", run.root().display());
+            tracing::info!(
+                "{e}; continue with: emvae train --out {} --resume",
+                run.root().display()
+            );
             return Ok(());
         }
         Err(e) => return Err(em_error(loaded, Some(&data), e)),
@@ -182,7 +213,9 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         .map(|r| r.seconds)
         .collect();
     run.write_json(MODEL_FILE, &GaussianMixtureJson::from(&model))?;
-    let score = model.score(&data.x, &compute).map_err(|e| em_error(loaded, Some(&data), e))?;
+    let score = model
+        .score(&data.x, &compute)
+        .map_err(|e| em_error(loaded, Some(&data), e))?;
     let n = data.n_rows() as f64;
     let n_params = model.parameters.n_parameters() as f64;
     let summary = json!({
@@ -214,17 +247,27 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         model.converged,
         run.root().display()
     );
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
     Ok(())
 }
 
 fn load_model(run: &RunDir) -> CliResult<GaussianMixture> {
     let path = run.path(MODEL_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        CliError::user(format!("{}: cannot read the model ({e}); has the run finished?", path.display()))
+        CliError::user(format!(
+            "{}: cannot read the model ({e}); has the run finished?",
+            path.display()
+        ))
     })?;
-    let json: GaussianMixtureJson = serde_json::from_str(&text)
-        .map_err(|e| CliError::user(format!("{}: not a Gaussian-mixture model file: {e}", path.display())))?;
+    let json: GaussianMixtureJson = serde_json::from_str(&text).map_err(|e| {
+        CliError::user(format!(
+            "{}: not a Gaussian-mixture model file: {e}",
+            path.display()
+        ))
+    })?;
     GaussianMixture::try_from(json).map_err(|e| CliError::user(format!("{}: {e}", path.display())))
 }
 
@@ -255,7 +298,10 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
             report["labelled_accuracy"] = json!(hits as f64 / total as f64);
         }
     }
-    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -279,7 +325,9 @@ pub fn predict(args: &PredictArgs) -> CliResult<()> {
             .map_or(0, |(j, _)| j);
         out.row(
             json!({"row": i, "label": label, "responsibilities": r}),
-            [i.to_string(), label.to_string()].into_iter().chain(r.iter().map(|&v| num(v))),
+            [i.to_string(), label.to_string()]
+                .into_iter()
+                .chain(r.iter().map(|&v| num(v))),
         );
     }
     out.finish(args.output.as_deref())

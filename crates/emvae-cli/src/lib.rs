@@ -30,7 +30,11 @@ use error::CliResult;
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(if cli.quiet { -1 } else { cli.verbose.min(3) as i8 });
+    logging::init(if cli.quiet {
+        -1
+    } else {
+        cli.verbose.min(3) as i8
+    });
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -55,7 +59,9 @@ fn run(command: Command) -> CliResult<()> {
         },
         Command::Predict(args) => match runs::open_run_data(&args.run)?.0.config.model {
             ModelKind::Gmm => gmm::predict(&args),
-            ModelKind::Vae => Err(CliError::user("predict applies to mixtures; for a VAE use encode")),
+            ModelKind::Vae => Err(CliError::user(
+                "predict applies to mixtures; for a VAE use encode",
+            )),
         },
         Command::Sample(args) => match runs::open_run(&args.run, None)?.0.config.model {
             ModelKind::Gmm => gmm::sample(&args),

@@ -97,8 +97,9 @@ pub fn init(verbosity: i8) {
     let stderr_filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,emvae={level},emvae_cli={level},emvae_em={level},emvae_vae={level},emvae_core={level}")));
     let file_level = if verbosity > 0 { level } else { "info" };
-    let file_filter =
-        EnvFilter::new(format!("warn,emvae_cli={file_level},emvae_em={file_level},emvae_vae={file_level},emvae_core={file_level}"));
+    let file_filter = EnvFilter::new(format!(
+        "warn,emvae_cli={file_level},emvae_em={file_level},emvae_vae={file_level},emvae_core={file_level}"
+    ));
     let file = LOG_FILE.get_or_init(|| Arc::new(Mutex::new(None))).clone();
     let _ = tracing_subscriber::registry()
         .with(
@@ -121,7 +122,10 @@ pub fn init(verbosity: i8) {
 
 /// Starts appending log lines to `path` (the run directory's `train.log`).
 pub fn log_to_file(path: &Path) -> io::Result<()> {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     if let Some(slot) = LOG_FILE.get()
         && let Ok(mut f) = slot.lock()
     {

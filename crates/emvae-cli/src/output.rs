@@ -31,7 +31,8 @@ impl RowWriter {
                 self.text.push_str(&json.to_string());
             }
             OutputFormat::Csv => {
-                self.text.push_str(&cells.into_iter().collect::<Vec<_>>().join(","));
+                self.text
+                    .push_str(&cells.into_iter().collect::<Vec<_>>().join(","));
             }
         }
         self.text.push('\n');
@@ -39,14 +40,21 @@ impl RowWriter {
 
     pub fn finish(self, path: Option<&Path>) -> CliResult<()> {
         match path {
-            Some(p) => emvae_core::run::write_atomic(p, self.text.as_bytes()).map_err(CliError::from),
+            Some(p) => {
+                emvae_core::run::write_atomic(p, self.text.as_bytes()).map_err(CliError::from)
+            }
             None => {
                 let mut out = std::io::stdout().lock();
-                match out.write_all(self.text.as_bytes()).and_then(|_| out.flush()) {
+                match out
+                    .write_all(self.text.as_bytes())
+                    .and_then(|_| out.flush())
+                {
                     Ok(()) => Ok(()),
                     // A closed pipe (`| head`) is not an error of ours.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                    Err(e) => Err(CliError::runtime(format!("cannot write to standard output: {e}"))),
+                    Err(e) => Err(CliError::runtime(format!(
+                        "cannot write to standard output: {e}"
+                    ))),
                 }
             }
         }

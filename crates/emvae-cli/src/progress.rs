@@ -16,7 +16,8 @@ impl Progress {
     pub fn new(total: u64, unit: &str, enabled: bool) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total);
-            let template = format!("{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}");
+            let template =
+                format!("{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}");
             bar.set_style(
                 ProgressStyle::with_template(&template)
                     .unwrap_or_else(|_| ProgressStyle::default_bar())

@@ -62,7 +62,9 @@ pub struct RunSettings {
 
 impl Default for RunSettings {
     fn default() -> Self {
-        Self { checkpoint_every: 1 }
+        Self {
+            checkpoint_every: 1,
+        }
     }
 }
 
@@ -140,7 +142,10 @@ impl LoadedConfig {
         let c = &self.config;
         c.data.check().map_err(|e| self.invalid(e.within("data")))?;
         if c.run.checkpoint_every == 0 {
-            return Err(self.invalid(InvalidParam::new("run.checkpoint_every", "must be at least 1, got 0")));
+            return Err(self.invalid(InvalidParam::new(
+                "run.checkpoint_every",
+                "must be at least 1, got 0",
+            )));
         }
         let (needed, other) = match c.model {
             ModelKind::Gmm => ("gmm", c.vae.is_some().then_some("vae")),
@@ -155,13 +160,19 @@ impl LoadedConfig {
         match c.model {
             ModelKind::Gmm => {
                 let gmm = c.gmm.as_ref().ok_or_else(|| {
-                    self.invalid(InvalidParam::new("model", "model = \"gmm\" needs a [gmm] table (at least n_components)"))
+                    self.invalid(InvalidParam::new(
+                        "model",
+                        "model = \"gmm\" needs a [gmm] table (at least n_components)",
+                    ))
                 })?;
                 gmm.check().map_err(|e| self.invalid(e.within("gmm")))?;
             }
             ModelKind::Vae => {
                 if c.vae.is_none() {
-                    return Err(self.invalid(InvalidParam::new("model", "model = \"vae\" needs a [vae] table")));
+                    return Err(self.invalid(InvalidParam::new(
+                        "model",
+                        "model = \"vae\" needs a [vae] table",
+                    )));
                 }
             }
         }
@@ -178,7 +189,11 @@ impl LoadedConfig {
 
     /// The GMM hyper-parameters with the run's seed.
     pub fn gmm_params(&self) -> GmmParams {
-        let mut p = self.config.gmm.clone().expect("checked: model = gmm has [gmm]");
+        let mut p = self
+            .config
+            .gmm
+            .clone()
+            .expect("checked: model = gmm has [gmm]");
         p.seed = self.config.seed;
         p
     }

@@ -27,7 +27,9 @@ pub fn train_target(args: &TrainArgs) -> CliResult<TrainTarget> {
         (Some(o), _) => o.clone(),
         (None, Some(c)) => PathBuf::from("runs").join(c.file_stem().unwrap_or_default()),
         (None, None) => {
-            return Err(CliError::user("give --config (a new run) or --out with --resume (continue a run)"));
+            return Err(CliError::user(
+                "give --config (a new run) or --out with --resume (continue a run)",
+            ));
         }
     };
     let run = RunDir::open(&out);
@@ -58,10 +60,9 @@ pub fn train_target(args: &TrainArgs) -> CliResult<TrainTarget> {
             resume: true,
         });
     }
-    let config = args
-        .config
-        .as_ref()
-        .ok_or_else(|| CliError::user("give --config (or --resume to continue the run in --out)"))?;
+    let config = args.config.as_ref().ok_or_else(|| {
+        CliError::user("give --config (or --resume to continue the run in --out)")
+    })?;
     let loaded = LoadedConfig::load(config, &overrides)?;
     if existing && !args.force {
         return Err(CliError::user(format!(
@@ -83,7 +84,14 @@ impl TrainTarget {
     pub fn prepare(&self, force: bool) -> CliResult<()> {
         let run = RunDir::create(self.run.root())?;
         if force {
-            for name in [RunDir::SUMMARY, RunDir::METRICS, "checkpoint.json", "model.json", "model.bpk", "optimizer.bpk"] {
+            for name in [
+                RunDir::SUMMARY,
+                RunDir::METRICS,
+                "checkpoint.json",
+                "model.json",
+                "model.bpk",
+                "optimizer.bpk",
+            ] {
                 let _ = std::fs::remove_file(run.path(name));
             }
         }
@@ -99,7 +107,11 @@ impl TrainTarget {
 pub fn open_run(dir: &Path, data: Option<&Path>) -> CliResult<(LoadedConfig, RunDir)> {
     let run = RunDir::open(dir);
     if !run.exists(RunDir::CONFIG) {
-        return Err(CliError::user(format!("{} is not a run directory (no {})", dir.display(), RunDir::CONFIG)));
+        return Err(CliError::user(format!(
+            "{} is not a run directory (no {})",
+            dir.display(),
+            RunDir::CONFIG
+        )));
     }
     let overrides = Overrides {
         data: data.map(Path::to_path_buf),

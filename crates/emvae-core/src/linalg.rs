@@ -24,7 +24,11 @@ pub fn cholesky_lower(a: &[f64], d: usize) -> Result<Vec<f64>, LinalgError> {
 
 /// [`cholesky_lower`], also failing when pivot `j` (the variance of coordinate `j` given the previous
 /// ones) is at most `floor[j]`: a matrix that is positive definite only by rounding error.
-pub fn cholesky_lower_floored(a: &[f64], d: usize, floor: Option<&[f64]>) -> Result<Vec<f64>, LinalgError> {
+pub fn cholesky_lower_floored(
+    a: &[f64],
+    d: usize,
+    floor: Option<&[f64]>,
+) -> Result<Vec<f64>, LinalgError> {
     debug_assert_eq!(a.len(), d * d);
     let mut l = vec![0.0; d * d];
     for j in 0..d {

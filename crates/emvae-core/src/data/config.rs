@@ -94,7 +94,12 @@ impl DataConfig {
             if labels.len() != data.n_rows() {
                 return Err(DataError::new(
                     lp,
-                    format!("{} labels for {} rows of {}", labels.len(), data.n_rows(), path.display()),
+                    format!(
+                        "{} labels for {} rows of {}",
+                        labels.len(),
+                        data.n_rows(),
+                        path.display()
+                    ),
                 ));
             }
             data.labels = Some(labels);

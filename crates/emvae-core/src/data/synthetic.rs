@@ -44,7 +44,11 @@ pub fn sample_gaussian_mixture(
             counts[j] = left;
             break;
         }
-        let prob = if mass > 0.0 { (weights[j] / mass).clamp(0.0, 1.0) } else { 0.0 };
+        let prob = if mass > 0.0 {
+            (weights[j] / mass).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         counts[j] = Binomial::new(left, prob).map_or(0, |b| b.sample(rng));
         left -= counts[j];
         mass -= weights[j];
@@ -118,14 +122,23 @@ impl SyntheticMixture {
         if self.n_samples < self.n_components {
             return bad(
                 "n_samples",
-                format!("must be at least n_components = {}, got {}", self.n_components, self.n_samples),
+                format!(
+                    "must be at least n_components = {}, got {}",
+                    self.n_components, self.n_samples
+                ),
             );
         }
         if !(self.separation.is_finite() && self.separation >= 0.0) {
-            return bad("separation", format!("must be a finite number >= 0, got {}", self.separation));
+            return bad(
+                "separation",
+                format!("must be a finite number >= 0, got {}", self.separation),
+            );
         }
         if !(0.0..=1.0).contains(&self.label_fraction) {
-            return bad("label_fraction", format!("must be in [0, 1], got {}", self.label_fraction));
+            return bad(
+                "label_fraction",
+                format!("must be in [0, 1], got {}", self.label_fraction),
+            );
         }
         Ok(())
     }
@@ -138,7 +151,9 @@ impl SyntheticMixture {
         let raw: Vec<f64> = (0..k).map(|_| gamma.sample(&mut rng)).collect();
         let total: f64 = raw.iter().sum();
         let weights = raw.iter().map(|w| w / total).collect();
-        let means = (0..k * d).map(|_| self.separation * normal(&mut rng)).collect();
+        let means = (0..k * d)
+            .map(|_| self.separation * normal(&mut rng))
+            .collect();
         let mut covariances = Vec::with_capacity(k * d * d);
         let scale = 1.0 / (d as f64).sqrt();
         for _ in 0..k {
@@ -160,9 +175,14 @@ impl SyntheticMixture {
     pub fn generate(&self) -> SyntheticData {
         let truth = self.truth();
         let mut rng = rng_for(self.seed, b"synthetic-sample", 0);
-        let (x, comps) =
-            sample_gaussian_mixture(&truth.weights, &truth.means, &truth.covariances, self.n_samples, &mut rng)
-                .expect("A A^T + I/4 is positive definite");
+        let (x, comps) = sample_gaussian_mixture(
+            &truth.weights,
+            &truth.means,
+            &truth.covariances,
+            self.n_samples,
+            &mut rng,
+        )
+        .expect("A A^T + I/4 is positive definite");
         let mut order: Vec<usize> = (0..self.n_samples).collect();
         order.shuffle(&mut rng);
         let x = x.select_rows(&order);
@@ -212,9 +232,22 @@ mod tests {
         assert!((frac - 0.1).abs() < 0.01, "{frac}");
         for j in 0..3 {
             let share = a.components.iter().filter(|&&c| c == j).count() as f64 / 20_000.0;
-            assert!((share - a.truth.weights[j]).abs() < 0.015, "{share} vs {}", a.truth.weights[j]);
+            assert!(
+                (share - a.truth.weights[j]).abs() < 0.015,
+                "{share} vs {}",
+                a.truth.weights[j]
+            );
         }
         assert!(spec.check().is_ok());
-        assert_eq!(SyntheticMixture { n_samples: 2, ..spec }.check().unwrap_err().key, "n_samples");
+        assert_eq!(
+            SyntheticMixture {
+                n_samples: 2,
+                ..spec
+            }
+            .check()
+            .unwrap_err()
+            .key,
+            "n_samples"
+        );
     }
 }

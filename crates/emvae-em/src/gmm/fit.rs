@@ -340,14 +340,13 @@ impl GmmValidParams {
         let reg = self.params().reg_covar;
         let est = ws.estimate_gaussian_parameters(resp, reg);
         let total: f64 = est.nk.iter().sum();
-        let precisions_cholesky =
-            precisions_cholesky_from_covariances(
-                ws.cov_type,
-                ws.d,
-                &est.covariances,
-                reg,
-                Some(&ws.variance_floor),
-            )?;
+        let precisions_cholesky = precisions_cholesky_from_covariances(
+            ws.cov_type,
+            ws.d,
+            &est.covariances,
+            reg,
+            Some(&ws.variance_floor),
+        )?;
         Ok(GmmParameters {
             covariance_type: ws.cov_type,
             n_components: ws.k,
@@ -416,7 +415,13 @@ impl GmmValidParams {
             ),
             (None, Some(e)) => {
                 let floor = Some(ws.variance_floor.as_slice());
-                let pc = precisions_cholesky_from_covariances(p.covariance_type, d, &e.covariances, reg, floor)?;
+                let pc = precisions_cholesky_from_covariances(
+                    p.covariance_type,
+                    d,
+                    &e.covariances,
+                    reg,
+                    floor,
+                )?;
                 (e.covariances, pc)
             }
             (None, None) => unreachable!("estimated unless fully specified"),

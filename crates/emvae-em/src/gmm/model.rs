@@ -150,7 +150,9 @@ impl GaussianMixture {
     /// Computed on the host, so the draws depend only on `seed`, not on the backend.
     pub fn sample(&self, n: usize, seed: u64) -> Result<(Matrix, Vec<usize>), EmError> {
         let p = &self.parameters;
-        let covariances: Vec<f64> = (0..p.n_components).flat_map(|j| p.covariance_matrix(j)).collect();
+        let covariances: Vec<f64> = (0..p.n_components)
+            .flat_map(|j| p.covariance_matrix(j))
+            .collect();
         let mut rng = rng_for(seed, b"gmm-sample", 0);
         sample_gaussian_mixture(&p.weights, &p.means, &covariances, n, &mut rng).ok_or_else(|| {
             EmError::IllConditioned {

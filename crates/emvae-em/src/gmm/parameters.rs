@@ -147,7 +147,11 @@ pub fn precisions_cholesky_from_covariances(
             Ok(out)
         }
         CovarianceType::Diag | CovarianceType::Spherical => {
-            let per = if cov_type == CovarianceType::Diag { d } else { 1 };
+            let per = if cov_type == CovarianceType::Diag {
+                d
+            } else {
+                1
+            };
             covariances
                 .iter()
                 .enumerate()
@@ -343,8 +347,14 @@ mod tests {
 
     #[test]
     fn non_positive_variance_names_component() {
-        let e = precisions_cholesky_from_covariances(CovarianceType::Diag, 2, &[1.0, 1.0, 1.0, -1e-9], 1e-6, None)
-            .unwrap_err();
+        let e = precisions_cholesky_from_covariances(
+            CovarianceType::Diag,
+            2,
+            &[1.0, 1.0, 1.0, -1e-9],
+            1e-6,
+            None,
+        )
+        .unwrap_err();
         match e {
             EmError::IllConditioned { component, message } => {
                 assert_eq!(component, Some(1));

@@ -102,7 +102,10 @@ impl Workspace {
                 variance[a] += (row[a] - center[a]).powi(2) / n as f64;
             }
         }
-        let variance_floor = variance.iter().map(|v| 10.0 * d as f64 * compute.eps() * v).collect();
+        let variance_floor = variance
+            .iter()
+            .map(|v| 10.0 * d as f64 * compute.eps() * v)
+            .collect();
         let mut chunks = Vec::new();
         let mut masks = Vec::new();
         let mut start = 0;
