@@ -38,13 +38,15 @@ fn gmm_config(gmm_extra: &str) -> String {
 }
 
 /// (name, config text, data text, extra args, expected fragments of the error message).
-fn bad_inputs() -> Vec<(
+type BadInput = (
     &'static str,
     String,
     &'static str,
     Vec<&'static str>,
     Vec<&'static str>,
-)> {
+);
+
+fn bad_inputs() -> Vec<BadInput> {
     vec![
         ("unknown top-level key", format!("sede = 3\n{}", gmm_config("")), GOOD_DATA, vec![],
          vec!["c.toml:1:1", "key `sede`", "unknown field `sede`"]),
@@ -308,10 +310,7 @@ fn train_eval_predict_sample_generate_round_trip() {
     );
     assert_eq!(train.code, 0, "{}", train.stderr);
     let summary: serde_json::Value = serde_json::from_str(&train.stdout).unwrap();
-    assert_eq!(
-        summary["n_labelled"].as_u64().unwrap() as f64 / 1500.0 > 0.05,
-        true
-    );
+    assert!(summary["n_labelled"].as_u64().unwrap() as f64 / 1500.0 > 0.05);
     for name in [
         "config.toml",
         "metrics.jsonl",

@@ -240,9 +240,9 @@ fn every_initialisation_works_and_restarts_keep_the_best() {
         let finals: Vec<f64> = (0..4)
             .map(|r| {
                 t.0.iter()
-                    .filter(|x| x.restart == r)
+                    .rev()
+                    .find(|x| x.restart == r)
                     .map(|x| x.log_likelihood)
-                    .last()
                     .unwrap()
             })
             .collect();

@@ -204,6 +204,12 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         Err(e) => return Err(em_error(loaded, Some(&data), e)),
     };
     let wall = start.elapsed().as_secs_f64();
+    if !model.converged {
+        tracing::warn!(
+            "the best initialisation did not converge in max_iter = {} iterations; increase gmm.max_iter or gmm.tol",
+            p.max_iter
+        );
+    }
     observer.metrics.flush()?;
     drop(observer.progress);
     let seconds: Vec<f64> = std::fs::read_to_string(run.path(RunDir::METRICS))

@@ -294,7 +294,7 @@ impl GmmValidParams {
                     converged: state.converged,
                 });
             }
-            tracing::info!(
+            tracing::debug!(
                 "initialisation {} finished after {} iterations (converged: {}), log-likelihood {final_lb:.8}",
                 state.restart,
                 state.iteration,
@@ -311,12 +311,6 @@ impl GmmValidParams {
             state.parameters = (&current).into();
         }
         let best = state.best.expect("at least one restart ran");
-        if !best.converged {
-            tracing::warn!(
-                "the best initialisation did not converge in max_iter = {} iterations; increase gmm.max_iter or gmm.tol",
-                p.max_iter
-            );
-        }
         Ok(GaussianMixture {
             parameters: GmmParameters::try_from(best.parameters).map_err(EmError::Checkpoint)?,
             converged: best.converged,
