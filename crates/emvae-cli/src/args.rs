@@ -47,11 +47,25 @@ pub enum Command {
                             emvae predict --run runs/gmm-full --format csv --output labels.csv"
     )]
     Predict(PredictArgs),
-    /// Draw samples from a trained model.
+    /// Draw samples from a trained model (a VAE: z from the prior, decoded).
     #[command(
-        after_help = "Example:\n  emvae sample --run runs/gmm-full -n 1000 --seed 7 --format csv --output draws.csv"
+        after_help = "Examples:\n  emvae sample --run runs/gmm-full -n 1000 --seed 7 --format csv --output draws.csv\n  \
+                            emvae sample --run runs/vae-digits -n 16"
     )]
     Sample(SampleArgs),
+    /// VAE: posterior mean and log-variance of every row (JSON lines with z).
+    #[command(
+        after_help = "Example:\n  emvae encode --run runs/vae-digits --data digits.csv --format csv --output codes.csv"
+    )]
+    Encode(EncodeArgs),
+    /// VAE: decode latent codes into the likelihood's mean.
+    #[command(after_help = "Example:\n  emvae decode --run runs/vae-digits --z codes.csv")]
+    Decode(DecodeArgs),
+    /// VAE: encode rows (posterior mean) and decode them again.
+    #[command(
+        after_help = "Example:\n  emvae reconstruct --run runs/vae-digits --output recon.jsonl"
+    )]
+    Reconstruct(EncodeArgs),
     /// Write a synthetic Gaussian-mixture data set as CSV.
     #[command(
         after_help = "Example:\n  emvae generate --n-samples 5000 --n-features 2 --n-components 3 --label-fraction 0.05 \
@@ -111,6 +125,40 @@ pub struct RunDataArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     pub run: RunDataArgs,
+    /// VAE: importance samples K of the NLL estimate (default: the config's eval.final_iw_samples).
+    #[arg(long)]
+    pub iw_samples: Option<usize>,
+    /// VAE: also measure the amortization gap (per-point optimised posteriors vs the encoder's).
+    #[arg(long)]
+    pub amortization_gap: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    #[command(flatten)]
+    pub run: RunDataArgs,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// Run directory of a trained VAE.
+    #[arg(short, long)]
+    pub run: PathBuf,
+    /// Latent codes, one per row (CSV or .npy, as many columns as latent dimensions).
+    #[arg(long)]
+    pub z: PathBuf,
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Output file (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -180,6 +228,25 @@ pub struct BenchArgs {
 pub enum BenchWhich {
     /// Seconds per EM iteration of a Gaussian mixture (synthetic data, explicit initialisation).
     Gmm(BenchGmmArgs),
+    /// Training throughput (examples per second) of an MLP VAE with a Bernoulli decoder.
+    Vae(BenchVaeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchVaeArgs {
+    /// Layer widths of the encoder, data to latent (the decoder mirrors it).
+    #[arg(long, value_delimiter = ',', default_values_t = [784usize, 512, 256, 32])]
+    pub sizes: Vec<usize>,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Timed optimisation steps (after `--warmup` untimed ones).
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 30)]
+    pub warmup: usize,
+    /// Backends to time (repeat the flag).
+    #[arg(long, value_enum, default_values = ["flex", "ndarray"])]
+    pub backend: Vec<Backend>,
 }
 
 #[derive(Debug, Args)]

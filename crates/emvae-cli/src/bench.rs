@@ -7,7 +7,7 @@ use emvae_em::gmm::{
 };
 use serde_json::json;
 
-use crate::args::BenchGmmArgs;
+use crate::args::{BenchGmmArgs, BenchVaeArgs};
 use crate::error::{CliError, CliResult};
 
 struct Timer(Vec<f64>);
@@ -117,6 +117,72 @@ pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
             });
             println!("{line}");
         }
+    }
+    Ok(())
+}
+
+/// Examples per second of VAE training (forward, backward and Adam step of the ELBO with one sample),
+/// on random binary data of the encoder's input width, through the same trainer `emvae train` uses.
+pub fn vae(args: &BenchVaeArgs) -> CliResult<()> {
+    use emvae_core::data::Matrix;
+    use emvae_vae::data::{Binarization, VaeData};
+    use emvae_vae::train::Trainer;
+    if args.sizes.len() < 2 || args.sizes.contains(&0) || args.batch == 0 || args.steps == 0 {
+        return Err(CliError::user(
+            "bench vae needs --sizes with two or more widths >= 1, --batch >= 1, --steps >= 1",
+        ));
+    }
+    let d = args.sizes[0];
+    let decoder: Vec<usize> = args.sizes.iter().rev().copied().collect();
+    let rows = args.batch * 20;
+    let mut rng = emvae_core::rng::rng_for(0, b"bench-vae-data", 0);
+    let values = (0..rows * d)
+        .map(|_| {
+            if rand::Rng::random::<f64>(&mut rng) < 0.3 {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let data = VaeData::new(&Matrix::new(rows, d, values), Binarization::None);
+    let text = format!(
+        "[encoder]\nsizes = {:?}\n[decoder]\nsizes = {decoder:?}\n[likelihood]\nkind = \"bernoulli\"\n\
+         [train]\nbatch_size = {}\nepochs = 1000000\nmax_steps = {}\n[eval]\nevery = 1000000\n",
+        args.sizes,
+        args.batch,
+        // One step more than run: training stops on --steps, before its final evaluation.
+        args.warmup + args.steps + 1
+    );
+    let config: emvae_vae::VaeConfig =
+        toml::from_str(&text).map_err(|e| CliError::runtime(format!("bench config: {e}")))?;
+    for backend in &args.backend {
+        let device = backend.device()?.autodiff();
+        let mut trainer = Trainer::new(config.clone(), 0, device, data.clone(), None)
+            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
+        trainer
+            .run(&mut (), Some(args.warmup as u64))
+            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
+        let before = trainer.state.seconds;
+        let start = std::time::Instant::now();
+        trainer
+            .run(&mut (), Some(args.steps as u64))
+            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
+        let wall = start.elapsed().as_secs_f64();
+        let stepping = trainer.state.seconds - before;
+        let line = json!({
+            "bench": "vae_training_throughput",
+            "impl": "emvae",
+            "backend": backend.name(),
+            "sizes": args.sizes,
+            "batch": args.batch,
+            "steps": args.steps,
+            "examples_per_second": (args.steps * args.batch) as f64 / stepping,
+            "seconds_in_steps": stepping,
+            "seconds": wall,
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        });
+        println!("{line}");
     }
     Ok(())
 }

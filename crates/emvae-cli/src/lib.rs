@@ -7,6 +7,7 @@
 mod args;
 mod backend;
 mod bench;
+mod denormals;
 mod error;
 mod generate;
 mod gmm;
@@ -15,6 +16,7 @@ mod output;
 mod progress;
 mod runconfig;
 mod runs;
+mod vae;
 
 use std::process::ExitCode;
 
@@ -44,32 +46,59 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The model a run directory holds.
+fn model_of(dir: &std::path::Path) -> CliResult<ModelKind> {
+    Ok(runs::open_run(dir, None)?.0.config.model)
+}
+
+fn vae_only(dir: &std::path::Path, command: &str) -> CliResult<()> {
+    match model_of(dir)? {
+        ModelKind::Vae => Ok(()),
+        ModelKind::Gmm => Err(CliError::user(format!(
+            "{command} applies to VAEs; {} holds a Gaussian mixture (use predict or sample)",
+            dir.display()
+        ))),
+    }
+}
+
 fn run(command: Command) -> CliResult<()> {
     match command {
         Command::Train(args) => {
             let target = runs::train_target(&args)?;
             match target.loaded.config.model {
                 ModelKind::Gmm => gmm::train(&target, args.force, args.stop_after),
-                ModelKind::Vae => Err(CliError::user("model = \"vae\" is not available yet")),
+                ModelKind::Vae => {
+                    denormals::flush_to_zero();
+                    vae::train(&target, args.force, args.stop_after)
+                }
             }
         }
-        Command::Eval(args) => match runs::open_run_data(&args.run)?.0.config.model {
+        Command::Eval(args) => match model_of(&args.run.run)? {
             ModelKind::Gmm => gmm::eval(&args),
-            ModelKind::Vae => Err(CliError::user("model = \"vae\" is not available yet")),
+            ModelKind::Vae => vae::eval(&args),
         },
-        Command::Predict(args) => match runs::open_run_data(&args.run)?.0.config.model {
+        Command::Predict(args) => match model_of(&args.run.run)? {
             ModelKind::Gmm => gmm::predict(&args),
             ModelKind::Vae => Err(CliError::user(
                 "predict applies to mixtures; for a VAE use encode",
             )),
         },
-        Command::Sample(args) => match runs::open_run(&args.run, None)?.0.config.model {
+        Command::Sample(args) => match model_of(&args.run)? {
             ModelKind::Gmm => gmm::sample(&args),
-            ModelKind::Vae => Err(CliError::user("model = \"vae\" is not available yet")),
+            ModelKind::Vae => vae::sample(&args),
         },
+        Command::Encode(args) => vae_only(&args.run.run, "encode").and_then(|_| vae::encode(&args)),
+        Command::Decode(args) => vae_only(&args.run, "decode").and_then(|_| vae::decode_cmd(&args)),
+        Command::Reconstruct(args) => {
+            vae_only(&args.run.run, "reconstruct").and_then(|_| vae::reconstruct(&args))
+        }
         Command::Generate(args) => generate::generate(&args),
         Command::Bench(args) => match args.which {
             BenchWhich::Gmm(a) => bench::gmm(&a),
+            BenchWhich::Vae(a) => {
+                denormals::flush_to_zero();
+                bench::vae(&a)
+            }
         },
     }
 }

@@ -23,6 +23,7 @@ use emvae_core::config::{ConfigText, InvalidParam};
 use emvae_core::data::DataConfig;
 use emvae_core::tensor::Precision;
 use emvae_em::gmm::GmmParams;
+use emvae_vae::VaeConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
@@ -83,7 +84,7 @@ pub struct RunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gmm: Option<GmmParams>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vae: Option<toml::Table>,
+    pub vae: Option<VaeConfig>,
     #[serde(default)]
     pub run: RunSettings,
 }
@@ -166,12 +167,36 @@ impl LoadedConfig {
                     ))
                 })?;
                 gmm.check().map_err(|e| self.invalid(e.within("gmm")))?;
+                let d = &c.data;
+                let vae_only = if d.binarize.is_some() {
+                    Some("binarize")
+                } else if d.test_rows.is_some() {
+                    Some("test_rows")
+                } else if d.test_path.is_some() {
+                    Some("test_path")
+                } else {
+                    None
+                };
+                if let Some(key) = vae_only {
+                    return Err(self.invalid(InvalidParam::new(
+                        format!("data.{key}"),
+                        "applies to model = \"vae\" (a mixture is fitted to all rows; evaluate held-out data \
+                         with emvae eval --data)",
+                    )));
+                }
             }
             ModelKind::Vae => {
-                if c.vae.is_none() {
-                    return Err(self.invalid(InvalidParam::new(
+                let vae = c.vae.as_ref().ok_or_else(|| {
+                    self.invalid(InvalidParam::new(
                         "model",
                         "model = \"vae\" needs a [vae] table",
+                    ))
+                })?;
+                vae.check().map_err(|e| self.invalid(e.within("vae")))?;
+                if c.precision == Some(Precision::F64) {
+                    return Err(self.invalid(InvalidParam::new(
+                        "precision",
+                        "VAEs train in f32 (precision = \"f32\"); f64 is for exact EM",
                     )));
                 }
             }
@@ -185,6 +210,14 @@ impl LoadedConfig {
 
     pub fn backend(&self) -> Backend {
         self.config.backend.unwrap_or_default()
+    }
+
+    /// The VAE settings.
+    pub fn vae(&self) -> &VaeConfig {
+        self.config
+            .vae
+            .as_ref()
+            .expect("checked: model = vae has [vae]")
     }
 
     /// The GMM hyper-parameters with the run's seed.

@@ -32,9 +32,37 @@ pub struct DataConfig {
     /// A separate file of labels, one per row (for `.npy` and IDX data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels_path: Option<PathBuf>,
+    /// Divide every value by this after reading (255 for bytes, 16 for the UCI digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// Binarise the (scaled) values: `{ threshold = 0.5 }` gives `x > threshold`; `{ stochastic = true }`
+    /// draws each value as 1 with probability equal to it, anew every epoch (VAE data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binarize: Option<Binarize>,
+    /// Held-out data, read with the same options as `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_path: Option<PathBuf>,
+    /// Hold out the last `test_rows` rows of `path` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_rows: Option<usize>,
     /// Generate the data instead of reading a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<SyntheticMixture>,
+}
+
+/// Binarisation of values in [0, 1] (after `scale`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binarize {
+    /// Fixed: 1 where the value exceeds this threshold, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Stochastic: 1 with probability equal to the value, redrawn every epoch (held-out data once).
+    #[serde(default)]
+    pub stochastic: bool,
+    /// Seed of the stochastic draws (default: the run's seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl DataConfig {
@@ -49,8 +77,50 @@ impl DataConfig {
                 "synthetic",
                 "give data.path or [data.synthetic], not both",
             )),
-            (None, Some(s)) => s.check().map_err(|e| e.within("synthetic")),
+            (None, Some(s)) => {
+                if self.test_path.is_some() || self.test_rows.is_some() {
+                    return Err(InvalidParam::new(
+                        "test_rows",
+                        "a held-out split needs data.path",
+                    ));
+                }
+                s.check().map_err(|e| e.within("synthetic"))
+            }
             (Some(_), None) => {
+                if let Some(scale) = self.scale
+                    && !(scale.is_finite() && scale > 0.0)
+                {
+                    return Err(InvalidParam::new(
+                        "scale",
+                        format!("must be a number > 0, got {scale}"),
+                    ));
+                }
+                if let Some(b) = &self.binarize {
+                    match (b.threshold, b.stochastic) {
+                        (Some(_), true) | (None, false) => {
+                            return Err(InvalidParam::new(
+                                "binarize",
+                                "give either threshold = <number> or stochastic = true",
+                            ));
+                        }
+                        (Some(t), false) if !t.is_finite() => {
+                            return Err(InvalidParam::new(
+                                "binarize.threshold",
+                                "must be a finite number",
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                if self.test_path.is_some() && self.test_rows.is_some() {
+                    return Err(InvalidParam::new(
+                        "test_rows",
+                        "give test_path or test_rows, not both",
+                    ));
+                }
+                if self.test_rows == Some(0) {
+                    return Err(InvalidParam::new("test_rows", "must be at least 1"));
+                }
                 if self.label_column.is_some() && self.labels_path.is_some() {
                     return Err(InvalidParam::new(
                         "labels_path",
@@ -67,6 +137,7 @@ impl DataConfig {
         let fix = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         self.path = self.path.map(fix);
         self.labels_path = self.labels_path.map(fix);
+        self.test_path = self.test_path.map(fix);
         self
     }
 
@@ -79,7 +150,8 @@ impl DataConfig {
         }
     }
 
-    /// Reads (or generates) the data set.
+    /// Reads (or generates) the data set, scaled and (with a threshold) binarised. The held-out split,
+    /// if any, is not removed: see [`DataConfig::load_split`].
     pub fn load(&self) -> Result<Dataset, DataError> {
         if let Some(s) = &self.synthetic {
             return Ok(s.generate().data);
@@ -88,7 +160,7 @@ impl DataConfig {
             .path
             .as_deref()
             .ok_or_else(|| DataError::new(Path::new("<config>"), "no data path"))?;
-        let mut data = load(path, self.format, &self.csv_options())?;
+        let mut data = self.read(path)?;
         if let Some(lp) = &self.labels_path {
             let labels = load_labels(lp, Format::Auto)?;
             if labels.len() != data.n_rows() {
@@ -105,5 +177,66 @@ impl DataConfig {
             data.labels = Some(labels);
         }
         Ok(data)
+    }
+
+    /// Reads one file with these options, scaling and thresholding it.
+    fn read(&self, path: &Path) -> Result<Dataset, DataError> {
+        let mut data = load(path, self.format, &self.csv_options())?;
+        if let Some(scale) = self.scale {
+            data.x.values.iter_mut().for_each(|v| *v /= scale);
+        }
+        if let Some(Binarize {
+            threshold: Some(t), ..
+        }) = &self.binarize
+        {
+            data.x
+                .values
+                .iter_mut()
+                .for_each(|v| *v = if *v > *t { 1.0 } else { 0.0 });
+        }
+        Ok(data)
+    }
+
+    /// The training data and the held-out data (`test_path`, or the last `test_rows` rows).
+    pub fn load_split(&self) -> Result<(Dataset, Option<Dataset>), DataError> {
+        let mut data = self.load()?;
+        if let Some(p) = &self.test_path {
+            let test = self.read(p)?;
+            if test.n_cols() != data.n_cols() {
+                return Err(DataError::new(
+                    p,
+                    format!(
+                        "{} columns, the training data have {}",
+                        test.n_cols(),
+                        data.n_cols()
+                    ),
+                ));
+            }
+            return Ok((data, Some(test)));
+        }
+        match self.test_rows {
+            None => Ok((data, None)),
+            Some(t) if t >= data.n_rows() => Err(data.error(format!(
+                "data.test_rows = {t} leaves no training rows ({} rows in all)",
+                data.n_rows()
+            ))),
+            Some(t) => {
+                let n = data.n_rows();
+                let mut test = data.clone();
+                test.x = data.x.slice_rows(n - t, n);
+                test.labels = data.labels.as_ref().map(|l| l[n - t..].to_vec());
+                test.row_lines = data.row_lines.as_ref().map(|l| l[n - t..].to_vec());
+                data.x = data.x.slice_rows(0, n - t);
+                data.labels = data.labels.map(|mut l| {
+                    l.truncate(n - t);
+                    l
+                });
+                data.row_lines = data.row_lines.map(|mut l| {
+                    l.truncate(n - t);
+                    l
+                });
+                Ok((data, Some(test)))
+            }
+        }
     }
 }

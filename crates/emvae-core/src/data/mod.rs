@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use config::DataConfig;
+pub use config::{Binarize, DataConfig};
 pub use csv_reader::{ColumnRef, CsvOptions, Delimiter, HeaderMode, read_csv};
 pub use idx::read_idx;
 pub use npy::read_npy;

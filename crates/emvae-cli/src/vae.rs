@@ -1,0 +1,478 @@
+//! `emvae` commands for variational autoencoders.
+
+use burn::tensor::Device;
+use emvae_core::data::{Binarize, Dataset, Matrix};
+use emvae_core::run::{MetricsLog, RunDir};
+use emvae_vae::data::{Binarization, VaeData};
+use emvae_vae::diagnostics::{DiagnoseOptions, amortization_gap, diagnose};
+use emvae_vae::inference::{PosteriorSource, decode, held_out_posteriors, sample_prior};
+use emvae_vae::train::{EpochRecord, Outcome, TrainObserver, TrainState, Trainer, load_model};
+use emvae_vae::{Vae, VaeConfig, VaeError};
+use serde_json::json;
+
+use crate::args::{DecodeArgs, EncodeArgs, EvalArgs, SampleArgs};
+use crate::error::{CliError, CliResult};
+use crate::output::{RowWriter, num};
+use crate::progress::Progress;
+use crate::runconfig::LoadedConfig;
+use crate::runs::{TrainTarget, open_run, open_run_data};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
+pub const MODEL_FILE: &str = "model.bpk";
+
+fn vae_error(loaded: &LoadedConfig, e: VaeError) -> CliError {
+    match e {
+        VaeError::InvalidParam(p) => loaded.invalid(p.within("vae")),
+        VaeError::Data(d) => d.into(),
+        VaeError::Checkpoint(m) => CliError::user(format!("checkpoint: {m}")),
+        VaeError::Diverged(m) => CliError::user(m),
+        VaeError::Observer(inner) => CliError::runtime(inner),
+    }
+}
+
+fn binarization(loaded: &LoadedConfig) -> Binarization {
+    match &loaded.config.data.binarize {
+        Some(Binarize {
+            stochastic: true,
+            seed,
+            ..
+        }) => Binarization::Stochastic {
+            seed: seed.unwrap_or(loaded.config.seed),
+        },
+        _ => Binarization::None,
+    }
+}
+
+/// The training and held-out data of a run.
+fn load_data(loaded: &LoadedConfig) -> CliResult<(Dataset, VaeData, Option<VaeData>)> {
+    let (train, test) = loaded.config.data.load_split()?;
+    let b = binarization(loaded);
+    let train_data = VaeData::new(&train.x, b);
+    let test_data = test.as_ref().map(|t| VaeData::new(&t.x, b));
+    Ok((train, train_data, test_data))
+}
+
+fn device(
+    loaded: &LoadedConfig,
+    backend: Option<crate::backend::Backend>,
+) -> CliResult<(Device, String)> {
+    let backend = backend.unwrap_or(loaded.backend());
+    Ok((backend.device()?.autodiff(), backend.name().to_string()))
+}
+
+struct Observer<'a> {
+    run: &'a RunDir,
+    metrics: MetricsLog,
+    every: usize,
+    epochs_since: usize,
+    progress: Progress,
+}
+
+impl TrainObserver for Observer<'_> {
+    fn on_step(&mut self, state: &TrainState) {
+        if self.progress.is_drawn() {
+            let s = &state.sums;
+            let loss = if s.rows > 0 {
+                s.loss / s.rows as f64
+            } else {
+                0.0
+            };
+            self.progress.update(
+                state.step,
+                format!("epoch {} loss {loss:.3}", state.epoch + 1),
+            );
+        }
+    }
+
+    fn on_epoch(
+        &mut self,
+        record: &EpochRecord,
+        trainer: &Trainer,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.metrics.push(record);
+        let held_out = record.eval.as_ref().map_or(String::new(), |d| {
+            let iw = d.iw.map_or(String::new(), |w| {
+                format!(" NLL(IW-{}) {:.3}", w.samples, w.nll)
+            });
+            format!(
+                "; held-out ELBO {:.3} KL {:.3} active units {} MI {:.3}{iw}",
+                d.elbo, d.kl, d.active_units, d.mutual_information
+            )
+        });
+        tracing::info!(
+            "epoch {:>4} step {:>7}: ELBO {:.3} (rec {:.3}, KL {:.3}, beta {:.3}) {:.0} ex/s{held_out}",
+            record.epoch,
+            record.step,
+            record.elbo,
+            record.reconstruction,
+            record.kl,
+            record.beta,
+            record.examples_per_second
+        );
+        self.epochs_since += 1;
+        if self.epochs_since >= self.every || trainer.state.finished {
+            write_checkpoint(self.run, &self.metrics, trainer)?;
+            self.epochs_since = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Metrics first, then the checkpoint: on resume the metrics are cut back to what it covers.
+fn write_checkpoint(
+    run: &RunDir,
+    metrics: &MetricsLog,
+    trainer: &Trainer,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    metrics.flush()?;
+    let bytes = trainer.checkpoint_bytes()?;
+    run.write(CHECKPOINT_FILE, &bytes)?;
+    Ok(())
+}
+
+/// Epoch records a checkpoint's state covers.
+fn records_covered(state: &TrainState) -> usize {
+    state.epoch as usize + usize::from(state.finished && state.batch_in_epoch > 0)
+}
+
+pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> CliResult<()> {
+    let (loaded, run, resume) = (&target.loaded, &target.run, target.resume);
+    let config: VaeConfig = loaded.vae().clone();
+    let (train_set, train, test) = load_data(loaded)?;
+    let (device, backend) = device(loaded, None)?;
+    let seed = loaded.config.seed;
+    Trainer::check_data(&config, &train).map_err(|e| vae_error(loaded, e))?;
+    let checkpoint = if resume {
+        if run.exists(RunDir::SUMMARY) && run.exists(MODEL_FILE) {
+            tracing::info!(
+                "{} is already complete: nothing to resume",
+                run.root().display()
+            );
+            return Ok(());
+        }
+        match std::fs::read(run.path(CHECKPOINT_FILE)) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(CliError::runtime(format!(
+                    "{}: {e}",
+                    run.path(CHECKPOINT_FILE).display()
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    let mut trainer = match &checkpoint {
+        Some(bytes) => Trainer::resume(config.clone(), seed, device.clone(), train, test, bytes)
+            .map_err(|e| match e {
+                VaeError::Checkpoint(m) => {
+                    CliError::user(format!("{}: {m}", run.path(CHECKPOINT_FILE).display()))
+                }
+                other => vae_error(loaded, other),
+            })?,
+        None => Trainer::new(config.clone(), seed, device.clone(), train, test)
+            .map_err(|e| vae_error(loaded, e))?,
+    };
+    target.prepare(force)?;
+    let metrics = MetricsLog::resume(run.path(RunDir::METRICS), records_covered(&trainer.state))?;
+    tracing::info!(
+        "training a {} VAE ({} strategy, {:?} objective) on {} rows x {} columns from {} ({} held out) on {backend}; \
+         {} steps of {} rows",
+        config
+            .encoder
+            .sizes
+            .iter()
+            .chain(&config.decoder.sizes[1..])
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("-"),
+        serde_json::to_value(config.estep.strategy)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("?"),
+        config.objective.kind,
+        trainer.train.n,
+        trainer.train.d,
+        train_set.source.display(),
+        trainer.test.as_ref().map_or(0, |t| t.n),
+        trainer.total_steps(),
+        config.train.batch_size
+    );
+    if trainer.state.step > 0 {
+        tracing::info!(
+            "resuming at step {} (epoch {})",
+            trainer.state.step,
+            trainer.state.epoch + 1
+        );
+    }
+    let mut observer = Observer {
+        run,
+        metrics,
+        every: loaded.config.run.checkpoint_every,
+        epochs_since: 0,
+        progress: Progress::new(trainer.total_steps(), "steps", true),
+    };
+    observer.progress.update(trainer.state.step, String::new());
+    let outcome = trainer
+        .run(&mut observer, stop_after.map(|s| s as u64))
+        .map_err(|e| vae_error(loaded, e))?;
+    drop(observer.progress);
+    if outcome == Outcome::Stopped {
+        write_checkpoint(run, &observer.metrics, &trainer).map_err(CliError::runtime)?;
+        tracing::info!(
+            "stopped after step {} as asked; continue with: emvae train --out {} --resume",
+            trainer.state.step,
+            run.root().display()
+        );
+        return Ok(());
+    }
+    write_checkpoint(run, &observer.metrics, &trainer).map_err(CliError::runtime)?;
+    run.write(
+        MODEL_FILE,
+        &trainer.model_bytes().map_err(|e| vae_error(loaded, e))?,
+    )?;
+    tracing::info!("final evaluation (IW-{} NLL)", config.eval.final_iw_samples);
+    let (diag, gap) = trainer
+        .final_diagnostics()
+        .map_err(|e| vae_error(loaded, e))?;
+    let s = &trainer.state;
+    let summary = json!({
+        "model": "vae",
+        "architecture": {
+            "encoder": config.encoder.sizes,
+            "decoder": config.decoder.sizes,
+            "likelihood": config.likelihood.kind,
+            "prior": config.prior.kind,
+        },
+        "strategy": config.estep.strategy,
+        "objective": config.objective.kind,
+        "n_train": trainer.train.n,
+        "n_test": trainer.test.as_ref().map(|t| t.n),
+        "evaluated_on": if trainer.test.is_some() { "test" } else { "train" },
+        "epochs": s.epoch + u64::from(s.batch_in_epoch > 0),
+        "steps": s.step,
+        "training_seconds": s.seconds,
+        "examples_per_second": s.rows as f64 / s.seconds.max(1e-12),
+        "elbo": diag.elbo,
+        "reconstruction": diag.reconstruction,
+        "kl": diag.kl,
+        "kl_per_dim": diag.kl_per_dim,
+        "active_units": diag.active_units,
+        "mutual_information": diag.mutual_information,
+        "iw_nll": diag.iw.map(|w| w.nll),
+        "iw_samples": diag.iw.map(|w| w.samples),
+        "iw_nll_std_err": diag.iw.map(|w| w.std_err),
+        "amortization_gap": gap.map(|(enc, opt)| json!({"encoder_elbo": enc, "optimised_elbo": opt, "gap": opt - enc})),
+        "backend": backend,
+        "precision": "f32",
+        "seed": seed,
+    });
+    run.write_json(RunDir::SUMMARY, &summary)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A trained model of a run: from `model.bpk`, or the last checkpoint of an unfinished run.
+fn load_trained(loaded: &LoadedConfig, run: &RunDir, device: &Device) -> CliResult<Vae> {
+    let config = loaded.vae();
+    let fresh = Vae::new(config, loaded.config.seed, device);
+    let (path, bytes) = if run.exists(MODEL_FILE) {
+        let p = run.path(MODEL_FILE);
+        let b = std::fs::read(&p).map_err(|e| CliError::user(format!("{}: {e}", p.display())))?;
+        (p, b)
+    } else {
+        return Err(CliError::user(format!(
+            "{} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {} --resume)",
+            run.root().display(),
+            run.root().display()
+        )));
+    };
+    load_model(fresh, &bytes).map_err(|e| CliError::user(format!("{}: {e}", path.display())))
+}
+
+/// Data for a command on a finished run: `--data` (read with the run's options) or the held-out data
+/// (else the training data).
+fn command_data(loaded: &LoadedConfig, explicit: bool) -> CliResult<(VaeData, String)> {
+    let (train, test) = loaded.config.data.load_split()?;
+    let b = binarization(loaded);
+    let (set, name) = match test {
+        Some(t) if !explicit => (t, "test"),
+        _ => (train, if explicit { "data" } else { "train" }),
+    };
+    let data = VaeData::new(&set.x, b).fixed(0);
+    let d = loaded.vae().data_dim();
+    if data.d != d {
+        return Err(CliError::user(format!(
+            "data error: {}: {} columns, but the model takes {d}",
+            set.source.display(),
+            data.d
+        )));
+    }
+    Ok((data, format!("{} ({name})", set.source.display())))
+}
+
+fn source_for(
+    loaded: &LoadedConfig,
+    model: &Vae,
+    data: &VaeData,
+    device: &Device,
+) -> PosteriorSource {
+    let config = loaded.vae();
+    match config.estep.strategy {
+        emvae_vae::config::Strategy::NonAmortized => {
+            held_out_posteriors(model, config, data, loaded.config.seed, device)
+        }
+        _ => PosteriorSource::Encoder,
+    }
+}
+
+pub fn eval(args: &EvalArgs) -> CliResult<()> {
+    let (loaded, run) = open_run_data(&args.run)?;
+    let (device, backend) = device(&loaded, args.run.backend)?;
+    let model = load_trained(&loaded, &run, &device)?;
+    let (data, name) = command_data(&loaded, args.run.data.is_some())?;
+    let config = loaded.vae();
+    let k = args.iw_samples.unwrap_or(config.eval.final_iw_samples);
+    let source = source_for(&loaded, &model, &data, &device);
+    let plain = device.clone().without_autodiff();
+    let diag = diagnose(
+        &burn::module::Module::valid(&model),
+        &data,
+        &source,
+        &plain,
+        DiagnoseOptions {
+            elbo_samples: 1,
+            iw_samples: Some(k),
+            seed: loaded.config.seed,
+            ..Default::default()
+        },
+    );
+    let gap = (args.amortization_gap || config.eval.amortization_gap).then(|| {
+        amortization_gap(
+            &model,
+            &data,
+            config.eval.gap_steps,
+            config.eval.gap_lr,
+            config.objective.samples.max(10),
+            loaded.config.seed,
+            &device,
+        )
+    });
+    let mut report = serde_json::to_value(&diag).unwrap_or_default();
+    report["data"] = json!(name);
+    report["backend"] = json!(backend);
+    if let Some((enc, opt)) = gap {
+        report["amortization_gap"] =
+            json!({"encoder_elbo": enc, "optimised_elbo": opt, "gap": opt - enc});
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    Ok(())
+}
+
+pub fn encode(args: &EncodeArgs) -> CliResult<()> {
+    let (loaded, run) = open_run_data(&args.run)?;
+    let (device, _) = device(&loaded, args.run.backend)?;
+    let model = load_trained(&loaded, &run, &device)?;
+    let (data, _) = command_data(&loaded, args.run.data.is_some())?;
+    let source = source_for(&loaded, &model, &data, &device);
+    let (mean, log_var) = emvae_vae::diagnostics::encode_all(&model, &data, &source, &device);
+    let l = loaded.vae().latent_dim();
+    let mut header = vec!["row".to_string()];
+    header.extend((0..l).map(|j| format!("z{j}")));
+    header.extend((0..l).map(|j| format!("log_var{j}")));
+    let mut out = RowWriter::new(args.format, &header);
+    for i in 0..data.n {
+        let (m, v) = (&mean[i * l..(i + 1) * l], &log_var[i * l..(i + 1) * l]);
+        out.row(
+            json!({"row": i, "z": m, "log_var": v}),
+            std::iter::once(i.to_string()).chain(m.iter().chain(v).map(|&x| num(x))),
+        );
+    }
+    out.finish(args.output.as_deref())
+}
+
+fn write_decoded(
+    rows: impl Iterator<Item = (usize, Vec<f64>, Vec<f64>)>,
+    l: usize,
+    d: usize,
+    args_format: crate::args::OutputFormat,
+    output: Option<&std::path::Path>,
+) -> CliResult<()> {
+    let mut header = vec!["row".to_string()];
+    header.extend((0..l).map(|j| format!("z{j}")));
+    header.extend((0..d).map(|j| format!("x{j}")));
+    let mut out = RowWriter::new(args_format, &header);
+    for (i, z, x) in rows {
+        out.row(
+            json!({"row": i, "z": z, "x": x}),
+            std::iter::once(i.to_string()).chain(z.iter().chain(&x).map(|&v| num(v))),
+        );
+    }
+    out.finish(output)
+}
+
+pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
+    let (loaded, run) = open_run(&args.run, None)?;
+    let (device, _) = device(&loaded, args.backend)?;
+    let model = load_trained(&loaded, &run, &device)?;
+    let l = loaded.vae().latent_dim();
+    let z = emvae_core::data::load(&args.z, emvae_core::data::Format::Auto, &Default::default())?;
+    if z.n_cols() != l {
+        return Err(CliError::user(format!(
+            "data error: {}: {} columns, but the latent space has {l} dimensions",
+            args.z.display(),
+            z.n_cols()
+        )));
+    }
+    let x = decode(&model, &z.x, &device);
+    write_decoded(
+        (0..z.n_rows()).map(|i| (i, z.x.row(i).to_vec(), x.row(i).to_vec())),
+        l,
+        x.n_cols,
+        args.format,
+        args.output.as_deref(),
+    )
+}
+
+pub fn reconstruct(args: &EncodeArgs) -> CliResult<()> {
+    let (loaded, run) = open_run_data(&args.run)?;
+    let (device, _) = device(&loaded, args.run.backend)?;
+    let model = load_trained(&loaded, &run, &device)?;
+    let (data, _) = command_data(&loaded, args.run.data.is_some())?;
+    let source = source_for(&loaded, &model, &data, &device);
+    let (mean, _) = emvae_vae::diagnostics::encode_all(&model, &data, &source, &device);
+    let l = loaded.vae().latent_dim();
+    let z = Matrix::new(data.n, l, mean);
+    let x = decode(&model, &z, &device);
+    write_decoded(
+        (0..data.n).map(|i| (i, z.row(i).to_vec(), x.row(i).to_vec())),
+        l,
+        x.n_cols,
+        args.format,
+        args.output.as_deref(),
+    )
+}
+
+pub fn sample(args: &SampleArgs) -> CliResult<()> {
+    let (loaded, run) = open_run(&args.run, None)?;
+    let (device, _) = device(&loaded, None)?;
+    let model = load_trained(&loaded, &run, &device)?;
+    let z = sample_prior(&model.prior, args.n_samples, args.seed, &device);
+    let l = loaded.vae().latent_dim();
+    let z = Matrix::new(args.n_samples, l, emvae_core::tensor::tensor_to_vec(z));
+    let x = decode(&model, &z, &device);
+    write_decoded(
+        (0..z.n_rows).map(|i| (i, z.row(i).to_vec(), x.row(i).to_vec())),
+        l,
+        x.n_cols,
+        args.format,
+        args.output.as_deref(),
+    )
+}

@@ -1,0 +1,918 @@
+//! The training loop: minibatch EM with the configured E-step strategy, KL and learning-rate schedules,
+//! per-epoch diagnostics, and checkpoints from which a run resumes bit for bit.
+//!
+//! Reproducibility: weights are initialised and all noise is drawn on the host from streams derived
+//! from the seed and the step number (never from the backend's global generator), and each epoch's
+//! visiting order is derived from the seed and the epoch. So a checkpoint needs only the model, the
+//! optimiser's moments and the loop's counters to continue exactly as an uninterrupted run.
+
+use std::time::Instant;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use emvae_core::rng::{derive_seed, rng_for};
+use emvae_core::tensor::tensor_to_vec;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ObjectiveKind, Proposal, Strategy, VaeConfig};
+use crate::data::{VaeData, normal_noise};
+use crate::diagnostics::{DiagnoseOptions, Diagnostics, amortization_gap, diagnose};
+use crate::error::VaeError;
+use crate::guide::Posterior;
+use crate::inference::{PosteriorSource, held_out_posteriors, sample_prior};
+use crate::objective::{BatchTerms, ObjectiveSpec, batch_terms};
+use crate::refine::{Refinement, Rule, optimise_posteriors};
+use crate::schedule::{beta_at, lr_at};
+use crate::vae::Vae;
+
+/// Format tag of checkpoints.
+pub const CHECKPOINT_FORMAT: &str = "emvae.vae.checkpoint.v1";
+const MAGIC: &[u8; 8] = b"EMVAECK1";
+
+/// Running sums over the current epoch's batches (kept in checkpoints so that an epoch interrupted and
+/// resumed reports what an uninterrupted one reports).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochSums {
+    pub loss: f64,
+    pub bound: f64,
+    pub reconstruction: f64,
+    pub kl: f64,
+    pub rows: u64,
+    pub batches: u64,
+    pub seconds: f64,
+}
+
+/// Counters of the loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimisation steps done (one per minibatch; an aggressive inner loop counts as one).
+    pub step: u64,
+    /// The current epoch (0-based); equals the number of finished epochs between epochs.
+    pub epoch: u64,
+    /// Minibatches done in the current epoch.
+    pub batch_in_epoch: u64,
+    /// Aggressive strategy: still in the aggressive phase.
+    pub aggressive: bool,
+    /// Aggressive strategy: the mutual information at the last check.
+    pub last_mi: Option<f64>,
+    pub sums: EpochSums,
+    /// Seconds spent in optimisation steps so far.
+    pub seconds: f64,
+    /// Training rows processed so far (minibatch rows; aggressive inner steps not counted).
+    pub rows: u64,
+    pub finished: bool,
+}
+
+/// One line of `metrics.jsonl`: an epoch (or the partial epoch where `max_steps` ended training).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: u64,
+    pub step: u64,
+    /// Averages over the epoch's training batches.
+    pub loss: f64,
+    pub elbo: f64,
+    pub reconstruction: f64,
+    pub kl: f64,
+    pub beta: f64,
+    pub lr: f64,
+    pub seconds: f64,
+    pub examples_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggressive: Option<bool>,
+    /// Diagnostics on the held-out data (the training data when none is held out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval: Option<Diagnostics>,
+}
+
+/// How [`Trainer::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    /// Stopped after the requested number of steps; resume from a checkpoint.
+    Stopped,
+}
+
+/// Sees the loop's progress; returning an error stops training.
+pub trait TrainObserver {
+    fn on_step(&mut self, _state: &TrainState) {}
+    fn on_epoch(
+        &mut self,
+        record: &EpochRecord,
+        trainer: &Trainer,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+impl TrainObserver for () {
+    fn on_epoch(
+        &mut self,
+        _: &EpochRecord,
+        _: &Trainer,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+}
+
+/// Free variational parameters per training row (non-amortized strategy) with their Adam moments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalPosteriors {
+    pub latent: usize,
+    pub mean: Vec<f32>,
+    pub log_var: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: Vec<u32>,
+}
+
+impl LocalPosteriors {
+    fn new(n: usize, latent: usize) -> Self {
+        Self {
+            latent,
+            mean: vec![0.0; n * latent],
+            log_var: vec![0.0; n * latent],
+            m: vec![0.0; 2 * n * latent],
+            v: vec![0.0; 2 * n * latent],
+            t: vec![0; n],
+        }
+    }
+
+    fn gather(&self, rows: &[usize], device: &Device) -> Posterior {
+        let l = self.latent;
+        let pick = |v: &[f32]| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|&r| v[r * l..(r + 1) * l].to_vec())
+                .collect()
+        };
+        let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [rows.len(), l]), device);
+        Posterior {
+            mean: t(pick(&self.mean)),
+            log_var: t(pick(&self.log_var)),
+        }
+    }
+
+    /// Adam on the rows' parameters with gradients (of the loss) `g_mean`, `g_log_var`.
+    fn update(&mut self, rows: &[usize], g_mean: &[f64], g_log_var: &[f64], lr: f64) {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let l = self.latent;
+        let n = self.t.len();
+        for (i, &r) in rows.iter().enumerate() {
+            self.t[r] += 1;
+            let k = self.t[r] as i32;
+            let step = lr * (1.0 - b2.powi(k)).sqrt() / (1.0 - b1.powi(k));
+            for (part, (values, grads)) in
+                [(&mut self.mean, g_mean), (&mut self.log_var, g_log_var)]
+                    .into_iter()
+                    .enumerate()
+            {
+                for j in 0..l {
+                    let g = grads[i * l + j];
+                    let s = part * n * l + r * l + j;
+                    let m = b1 * self.m[s] as f64 + (1.0 - b1) * g;
+                    let v = b2 * self.v[s] as f64 + (1.0 - b2) * g * g;
+                    self.m[s] = m as f32;
+                    self.v[s] = v as f32;
+                    values[r * l + j] -= (step * m / (v.sqrt() + eps)) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// State of a checkpoint beside the tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointMeta {
+    format: String,
+    model_fingerprint: String,
+    data_rows: usize,
+    data_dim: usize,
+    seed: u64,
+    state: TrainState,
+    local: Option<LocalPosteriors>,
+}
+
+/// A fingerprint of the model's architecture (what its parameters' shapes depend on).
+pub fn model_fingerprint(config: &VaeConfig) -> String {
+    let text = serde_json::to_string(&(
+        &config.encoder,
+        &config.decoder,
+        &config.likelihood,
+        &config.prior,
+    ))
+    .expect("configs serialise");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Collects the ids of every float parameter.
+struct ParamIds(Vec<ParamId>);
+
+impl ModuleVisitor for ParamIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.id);
+    }
+}
+
+/// Squared norms of the gradients of the visited parameters.
+struct GradNorm<'a> {
+    grads: &'a GradientsParams,
+    total: f64,
+}
+
+impl ModuleVisitor for GradNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            self.total += tensor_to_vec((g.clone() * g).sum())[0];
+        }
+    }
+}
+
+/// Scales the visited parameters' gradients.
+struct GradScale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl ModuleVisitor for GradScale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// Clips the global norm of `grads` (over `model`'s parameters) to `max_norm`.
+fn clip_global_norm(grads: &mut GradientsParams, model: &Vae, max_norm: f64) {
+    let mut norm = GradNorm { grads, total: 0.0 };
+    model.visit(&mut norm);
+    let total = norm.total.sqrt();
+    if total > max_norm {
+        model.visit(&mut GradScale {
+            grads,
+            factor: max_norm / total,
+        });
+    }
+}
+
+/// Mean of a `[rows]` tensor on the host.
+fn mean_of(t: &Tensor<1>) -> f64 {
+    tensor_to_vec(t.clone().mean())[0]
+}
+
+/// Metrics of one step: `(loss, bound, reconstruction, kl)` averaged over the batch.
+type StepMetrics = (f64, f64, f64, f64);
+
+fn metrics_of(terms: &BatchTerms) -> StepMetrics {
+    (
+        mean_of(&terms.loss),
+        mean_of(&terms.bound),
+        mean_of(&terms.rec),
+        mean_of(&terms.kl),
+    )
+}
+
+/// Trains a [`Vae`].
+pub struct Trainer {
+    pub config: VaeConfig,
+    pub seed: u64,
+    /// The autodiff device training runs on.
+    pub device: Device,
+    pub model: Vae,
+    optim: ModuleOptimizer,
+    pub state: TrainState,
+    pub train: VaeData,
+    /// Held-out data (binarised once).
+    pub test: Option<VaeData>,
+    pub local: Option<LocalPosteriors>,
+}
+
+impl Trainer {
+    fn optimizer(config: &VaeConfig) -> ModuleOptimizer {
+        let t = &config.train;
+        let mut adam = AdamConfig::new()
+            .with_beta_1(t.adam_betas[0] as f32)
+            .with_beta_2(t.adam_betas[1] as f32)
+            .with_epsilon(t.adam_eps as f32);
+        if t.weight_decay > 0.0 {
+            adam = adam.with_weight_decay(Some(WeightDecayConfig::new(t.weight_decay as f32)));
+        }
+        adam.init()
+    }
+
+    /// Checks that the data suit the model (`key`s relative to `[vae]`).
+    pub fn check_data(config: &VaeConfig, train: &VaeData) -> Result<(), VaeError> {
+        let d = config.data_dim();
+        if train.d != d {
+            return Err(emvae_core::config::InvalidParam::new(
+                "encoder.sizes[0]",
+                format!(
+                    "the data have {} columns but the encoder takes {d}",
+                    train.d
+                ),
+            )
+            .into());
+        }
+        if let Some(v) = config.likelihood.n_categories
+            && let Some(bad) = train
+                .values()
+                .iter()
+                .find(|&&x| x < 0.0 || x >= v as f32 || x.fract() != 0.0)
+        {
+            return Err(emvae_core::config::InvalidParam::new(
+                "likelihood.n_categories",
+                format!(
+                    "categorical data must hold category ids 0..{}, found {bad}",
+                    v - 1
+                ),
+            )
+            .into());
+        }
+        if config.likelihood.kind == crate::config::LikelihoodKind::Bernoulli
+            && let Some(bad) = train.values().iter().find(|&&x| !(0.0..=1.0).contains(&x))
+        {
+            return Err(emvae_core::config::InvalidParam::new(
+                "likelihood.kind",
+                format!(
+                    "a Bernoulli likelihood needs data in [0, 1] (binarise with data.binarize, or scale with \
+                     data.scale); found {bad}"
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// A new run: a freshly initialised model on `device` (an autodiff device).
+    pub fn new(
+        config: VaeConfig,
+        seed: u64,
+        device: Device,
+        train: VaeData,
+        test: Option<VaeData>,
+    ) -> Result<Self, VaeError> {
+        config.check()?;
+        Self::check_data(&config, &train)?;
+        let device = if device.is_autodiff() {
+            device
+        } else {
+            device.autodiff()
+        };
+        let model = Vae::new(&config, seed, &device);
+        let local = (config.estep.strategy == Strategy::NonAmortized)
+            .then(|| LocalPosteriors::new(train.n, config.latent_dim()));
+        let aggressive = config.estep.strategy == Strategy::Aggressive;
+        Ok(Self {
+            optim: Self::optimizer(&config),
+            model,
+            state: TrainState {
+                step: 0,
+                epoch: 0,
+                batch_in_epoch: 0,
+                aggressive,
+                last_mi: None,
+                sums: EpochSums::default(),
+                seconds: 0.0,
+                rows: 0,
+                finished: false,
+            },
+            config,
+            seed,
+            device,
+            train,
+            test: test.map(|t| t.fixed(0)),
+            local,
+        })
+    }
+
+    /// Continues a run from checkpoint bytes written by [`Trainer::checkpoint_bytes`].
+    pub fn resume(
+        config: VaeConfig,
+        seed: u64,
+        device: Device,
+        train: VaeData,
+        test: Option<VaeData>,
+        bytes: &[u8],
+    ) -> Result<Self, VaeError> {
+        let mut trainer = Self::new(config, seed, device, train, test)?;
+        let parts = split_checkpoint(bytes)?;
+        let meta: CheckpointMeta = serde_json::from_slice(parts[0])
+            .map_err(|e| VaeError::Checkpoint(format!("damaged checkpoint state: {e}")))?;
+        if meta.format != CHECKPOINT_FORMAT {
+            return Err(VaeError::Checkpoint(format!(
+                "format `{}` is not a VAE checkpoint (`{CHECKPOINT_FORMAT}`)",
+                meta.format
+            )));
+        }
+        if meta.model_fingerprint != model_fingerprint(&trainer.config) {
+            return Err(VaeError::Checkpoint(
+                "it was written by a different model (encoder, decoder, likelihood or prior differ)".into(),
+            ));
+        }
+        if (meta.data_rows, meta.data_dim) != (trainer.train.n, trainer.train.d)
+            || meta.seed != seed
+        {
+            return Err(VaeError::Checkpoint(format!(
+                "it was written for other data or seed ({} x {} rows, seed {}; now {} x {}, seed {seed})",
+                meta.data_rows, meta.data_dim, meta.seed, trainer.train.n, trainer.train.d
+            )));
+        }
+        trainer.model = load_model(trainer.model, parts[1])?;
+        trainer.optim = Self::optimizer(&trainer.config)
+            .from_bytes(Bytes::from_bytes_vec(parts[2].to_vec()))
+            .map_err(|e| VaeError::Checkpoint(format!("optimiser state: {e}")))?;
+        trainer.state = meta.state;
+        trainer.local = meta.local;
+        Ok(trainer)
+    }
+
+    /// Everything needed to resume, as one blob (written atomically by the caller).
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>, VaeError> {
+        let meta = CheckpointMeta {
+            format: CHECKPOINT_FORMAT.into(),
+            model_fingerprint: model_fingerprint(&self.config),
+            data_rows: self.train.n,
+            data_dim: self.train.d,
+            seed: self.seed,
+            state: self.state.clone(),
+            local: self.local.clone(),
+        };
+        let meta = serde_json::to_vec(&meta).map_err(|e| VaeError::Checkpoint(e.to_string()))?;
+        let model = self.model_bytes()?;
+        let optim = self
+            .optim
+            .into_bytes()
+            .map_err(|e| VaeError::Checkpoint(format!("optimiser state: {e}")))?;
+        let mut out = MAGIC.to_vec();
+        for part in [&meta[..], &model[..], &optim[..]] {
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        Ok(out)
+    }
+
+    /// The model's parameters as burnpack bytes.
+    pub fn model_bytes(&self) -> Result<Vec<u8>, VaeError> {
+        Ok(self
+            .model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| VaeError::Checkpoint(format!("model: {e}")))?
+            .to_vec())
+    }
+
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.train.n.div_ceil(self.config.train.batch_size) as u64
+    }
+
+    /// Total steps of the run.
+    pub fn total_steps(&self) -> u64 {
+        let by_epochs = self.steps_per_epoch() * self.config.train.epochs as u64;
+        self.config
+            .train
+            .max_steps
+            .map_or(by_epochs, |m| by_epochs.min(m as u64))
+    }
+
+    fn spec(&self) -> ObjectiveSpec {
+        let o = &self.config.objective;
+        ObjectiveSpec {
+            kind: o.kind,
+            samples: o.samples,
+            beta: beta_at(o, self.state.step),
+            free_bits: o.free_bits,
+            kl: o.kl,
+        }
+    }
+
+    fn noise(&self, rows: usize, stream: &[u8], index: u64) -> Tensor<2> {
+        normal_noise(
+            rows,
+            self.config.latent_dim(),
+            self.seed,
+            stream,
+            index,
+            &self.device,
+        )
+    }
+
+    fn apply(&mut self, grads: GradientsParams, lr: f64) {
+        let mut grads = grads;
+        if self.config.train.grad_clip > 0.0 {
+            clip_global_norm(&mut grads, &self.model, self.config.train.grad_clip);
+        }
+        let model = self.model.clone();
+        self.model = self.optim.step(lr, model, grads);
+    }
+
+    /// Runs until the configured epochs or steps are done, or `stop_after` more steps have run.
+    pub fn run(
+        &mut self,
+        observer: &mut dyn TrainObserver,
+        stop_after: Option<u64>,
+    ) -> Result<Outcome, VaeError> {
+        let total = self.total_steps();
+        let batch = self.config.train.batch_size;
+        let mut this_session = 0u64;
+        while !self.state.finished && self.state.step < total {
+            if stop_after.is_some_and(|s| this_session >= s) {
+                return Ok(Outcome::Stopped);
+            }
+            let order = self.train.order(self.seed, self.state.epoch);
+            let start = self.state.batch_in_epoch as usize * batch;
+            let rows = order[start..(start + batch).min(self.train.n)].to_vec();
+            let lr = lr_at(&self.config.train, self.state.epoch);
+            let t0 = Instant::now();
+            let (loss, bound, rec, kl) = self.step(&rows, lr)?;
+            if !loss.is_finite() {
+                return Err(VaeError::Diverged(format!(
+                    "training diverged at step {} (loss {loss}): lower vae.train.lr or set vae.train.grad_clip",
+                    self.state.step
+                )));
+            }
+            let seconds = t0.elapsed().as_secs_f64();
+            let s = &mut self.state;
+            let w = rows.len() as f64;
+            s.sums.loss += loss * w;
+            s.sums.bound += bound * w;
+            s.sums.reconstruction += rec * w;
+            s.sums.kl += kl * w;
+            s.sums.rows += rows.len() as u64;
+            s.sums.batches += 1;
+            s.sums.seconds += seconds;
+            s.seconds += seconds;
+            s.rows += rows.len() as u64;
+            s.step += 1;
+            s.batch_in_epoch += 1;
+            this_session += 1;
+            observer.on_step(&self.state);
+            let epoch_done = self.state.batch_in_epoch == self.steps_per_epoch();
+            if epoch_done || self.state.step == total {
+                self.finish_epoch(observer, lr, epoch_done)?;
+            }
+        }
+        self.state.finished = true;
+        Ok(Outcome::Finished)
+    }
+
+    fn finish_epoch(
+        &mut self,
+        observer: &mut dyn TrainObserver,
+        lr: f64,
+        complete: bool,
+    ) -> Result<(), VaeError> {
+        let epoch = self.state.epoch + 1;
+        let last = self.state.step == self.total_steps();
+        let eval = if epoch.is_multiple_of(self.config.eval.every as u64) || last {
+            Some(self.evaluate(Some(self.config.eval.iw_samples))?)
+        } else {
+            None
+        };
+        let aggressive =
+            (self.config.estep.strategy == Strategy::Aggressive).then_some(self.state.aggressive);
+        if self.state.aggressive {
+            // He et al. 2019: leave the aggressive phase once I(x; z) stops rising.
+            let mi = match &eval {
+                Some(d) => d.mutual_information,
+                None => self.evaluate(None)?.mutual_information,
+            };
+            if self.state.last_mi.is_some_and(|prev| mi <= prev) {
+                self.state.aggressive = false;
+                tracing::info!(
+                    "epoch {epoch}: mutual information stopped rising ({mi:.4}); aggressive phase over"
+                );
+            }
+            self.state.last_mi = Some(mi);
+        }
+        let s = &self.state.sums;
+        let rows = s.rows.max(1) as f64;
+        let record = EpochRecord {
+            epoch,
+            step: self.state.step,
+            loss: s.loss / rows,
+            elbo: s.bound / rows,
+            reconstruction: s.reconstruction / rows,
+            kl: s.kl / rows,
+            beta: beta_at(&self.config.objective, self.state.step.saturating_sub(1)),
+            lr,
+            seconds: s.seconds,
+            examples_per_second: s.rows as f64 / s.seconds.max(1e-12),
+            aggressive,
+            eval,
+        };
+        if complete {
+            self.state.epoch += 1;
+            self.state.batch_in_epoch = 0;
+        }
+        self.state.sums = EpochSums::default();
+        if last {
+            self.state.finished = true;
+        }
+        observer.on_epoch(&record, self).map_err(VaeError::Observer)
+    }
+
+    /// Diagnostics on the held-out data (or the training data), with IW-NLL at `iw_samples`.
+    pub fn evaluate(&self, iw_samples: Option<usize>) -> Result<Diagnostics, VaeError> {
+        let data = self.test.clone().unwrap_or_else(|| self.train.fixed(0));
+        let source = self.posterior_source(&data);
+        let plain = self.device.clone().without_autodiff();
+        let model = self.model.valid();
+        Ok(diagnose(
+            &model,
+            &data,
+            &source,
+            &plain,
+            DiagnoseOptions {
+                elbo_samples: 1,
+                iw_samples,
+                seed: self.seed,
+                ..Default::default()
+            },
+        ))
+    }
+
+    /// How posteriors of `data` are obtained: the encoder, or (non-amortized) per-point optimisation.
+    pub fn posterior_source(&self, data: &VaeData) -> PosteriorSource {
+        match self.config.estep.strategy {
+            Strategy::NonAmortized => {
+                held_out_posteriors(&self.model, &self.config, data, self.seed, &self.device)
+            }
+            _ => PosteriorSource::Encoder,
+        }
+    }
+
+    /// Final diagnostics: IW-NLL with `final_iw_samples`, and the amortization gap when asked for.
+    pub fn final_diagnostics(&self) -> Result<(Diagnostics, Option<(f64, f64)>), VaeError> {
+        let d = self.evaluate(Some(self.config.eval.final_iw_samples))?;
+        let gap = if self.config.eval.amortization_gap
+            && self.config.estep.strategy != Strategy::NonAmortized
+        {
+            let data = self.test.clone().unwrap_or_else(|| self.train.fixed(0));
+            Some(amortization_gap(
+                &self.model,
+                &data,
+                self.config.eval.gap_steps,
+                self.config.eval.gap_lr,
+                self.config.objective.samples.max(10),
+                self.seed,
+                &self.device,
+            ))
+        } else {
+            None
+        };
+        Ok((d, gap))
+    }
+
+    /// One optimisation step on `rows`.
+    fn step(&mut self, rows: &[usize], lr: f64) -> Result<StepMetrics, VaeError> {
+        let x = self.train.tensor(rows, self.state.epoch, &self.device);
+        let b = rows.len();
+        let spec = self.spec();
+        let step = self.state.step;
+        let strategy =
+            if self.config.estep.strategy == Strategy::Aggressive && !self.state.aggressive {
+                Strategy::Amortized
+            } else {
+                self.config.estep.strategy
+            };
+        match strategy {
+            Strategy::Amortized => {
+                let q = self.model.encoder.forward(x.clone());
+                let eps = self.noise(spec.samples * b, b"noise", step);
+                let terms = batch_terms(&self.model, &q, x, eps, &spec);
+                let metrics = metrics_of(&terms);
+                let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
+                self.apply(grads, lr);
+                Ok(metrics)
+            }
+            Strategy::Aggressive => {
+                self.aggressive_encoder_updates(lr, &spec)?;
+                // One decoder step on this batch with the (fixed) encoder's posterior.
+                let q = self.model.encoder.forward(x.clone()).detach();
+                let eps = self.noise(spec.samples * b, b"noise", step);
+                let terms = batch_terms(&self.model, &q, x, eps, &spec);
+                let metrics = metrics_of(&terms);
+                let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
+                self.apply(grads, lr);
+                Ok(metrics)
+            }
+            Strategy::NonAmortized => {
+                let local = self
+                    .local
+                    .as_ref()
+                    .expect("non-amortized runs hold local posteriors");
+                let init = local.gather(rows, &self.device);
+                let mean = init.mean.require_grad();
+                let log_var = init.log_var.require_grad();
+                let q = Posterior {
+                    mean: mean.clone(),
+                    log_var: log_var.clone(),
+                };
+                let eps = self.noise(spec.samples * b, b"noise", step);
+                let terms = batch_terms(&self.model, &q, x, eps, &spec);
+                let metrics = metrics_of(&terms);
+                let grads = terms.loss.backward();
+                let gm = mean.grad(&grads).map(tensor_to_vec).unwrap_or_default();
+                let gl = log_var.grad(&grads).map(tensor_to_vec).unwrap_or_default();
+                let model_grads = GradientsParams::from_grads(grads, &self.model);
+                self.apply(model_grads, lr);
+                let post_lr = self.config.estep.posterior_lr;
+                if let Some(local) = self.local.as_mut()
+                    && !gm.is_empty()
+                {
+                    local.update(rows, &gm, &gl, post_lr);
+                }
+                Ok(metrics)
+            }
+            Strategy::SemiAmortized => {
+                let q0 = self.model.encoder.forward(x.clone());
+                let e = &self.config.estep;
+                let refinement = Refinement {
+                    steps: e.refine_steps,
+                    rule: Rule::Sgd { lr: e.refine_lr },
+                    samples: spec.samples,
+                    seed: derive_seed(self.seed, b"refine", step),
+                    stream: b"refine",
+                };
+                let refined =
+                    optimise_posteriors(&self.model, x.clone(), q0.clone().detach(), refinement);
+                // The decoder learns at the refined posterior ...
+                let eps = self.noise(spec.samples * b, b"noise", step);
+                let terms = batch_terms(&self.model, &refined, x.clone(), eps, &spec);
+                let metrics = metrics_of(&terms);
+                let decoder_grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
+                // ... the encoder on its own ELBO (decoder gradients of this term dropped).
+                let eps = self.noise(spec.samples * b, b"noise-encoder", step);
+                let enc_terms = batch_terms(&self.model, &q0, x, eps, &spec);
+                let encoder_grads =
+                    GradientsParams::from_grads(enc_terms.loss.backward(), &self.model.encoder);
+                self.apply(decoder_grads, lr);
+                self.apply(encoder_grads, lr);
+                Ok(metrics)
+            }
+            Strategy::MonteCarloEm => self.monte_carlo_em_step(x, lr, &spec),
+        }
+    }
+
+    /// He et al. 2019's inner loop: encoder-only steps on fresh random minibatches until the mean loss
+    /// of the last `inner_window` steps is no better than the window before (or `inner_max_steps`).
+    fn aggressive_encoder_updates(
+        &mut self,
+        lr: f64,
+        spec: &ObjectiveSpec,
+    ) -> Result<(), VaeError> {
+        let e = self.config.estep.clone();
+        let b = self.config.train.batch_size.min(self.train.n);
+        let step = self.state.step;
+        let mut rng = rng_for(self.seed, b"aggressive-batches", step);
+        let (mut window, mut previous) = (0.0, f64::INFINITY);
+        for i in 0..e.inner_max_steps {
+            let rows: Vec<usize> = (0..b).map(|_| rng.random_range(0..self.train.n)).collect();
+            let x = self.train.tensor(&rows, self.state.epoch, &self.device);
+            let q = self.model.encoder.forward(x.clone());
+            let eps = self.noise(
+                spec.samples * b,
+                b"aggressive-noise",
+                derive_seed(step, b"inner", i as u64),
+            );
+            let terms = batch_terms(&self.model, &q, x, eps, spec);
+            window += mean_of(&terms.loss);
+            let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model.encoder);
+            self.apply(grads, lr);
+            if (i + 1) % e.inner_window == 0 {
+                if window >= previous {
+                    break;
+                }
+                previous = window;
+                window = 0.0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Monte Carlo EM: self-normalised importance weights `w_k ∝ p(x, z_k) / r(z_k)` over `K` draws
+    /// from the proposal `r` (the encoder, or the prior) form the E-step; the M-step maximises
+    /// `sum_k w_k log p(x, z_k)` over the decoder and prior. With the encoder as proposal it is trained
+    /// on its own ELBO so that the proposal improves.
+    fn monte_carlo_em_step(
+        &mut self,
+        x: Tensor<2>,
+        lr: f64,
+        spec: &ObjectiveSpec,
+    ) -> Result<StepMetrics, VaeError> {
+        let b = x.dims()[0];
+        let k = self.config.estep.mc_samples;
+        let l = self.config.latent_dim();
+        let step = self.state.step;
+        let q = self.model.encoder.forward(x.clone());
+        let (z, log_r) = match self.config.estep.proposal {
+            Proposal::Encoder => {
+                let fixed = q.clone().detach();
+                let eps = self.noise(k * b, b"mcem", step);
+                (
+                    fixed.sample(eps.clone(), k),
+                    fixed.log_prob_of_noise(eps, k),
+                )
+            }
+            Proposal::Prior => {
+                let z = sample_prior(
+                    &self.model.prior,
+                    k * b,
+                    derive_seed(self.seed, b"mcem-prior", step),
+                    &self.device,
+                );
+                let log_r = self.model.prior.log_prob(z.clone()).detach();
+                (z, log_r)
+            }
+        };
+        let params = self.model.decoder.forward(z.clone());
+        let log_lik = self
+            .model
+            .decoder
+            .log_prob(&params, x.clone().repeat_dim(0, k));
+        let log_joint = log_lik.clone() + self.model.prior.log_prob(z);
+        let log_w = (log_joint.clone().detach() - log_r).reshape([k, b]);
+        let weights = burn::tensor::activation::softmax(log_w.clone(), 0);
+        let loss = (weights * log_joint.reshape([k, b]))
+            .sum_dim(0)
+            .mean()
+            .neg();
+        let bound = emvae_core::tensor::log_sum_exp(log_w, 0).sub_scalar((k as f64).ln());
+        let rec = log_lik.reshape([k, b]).mean_dim(0);
+        let mut metrics = (
+            mean_of(&loss),
+            tensor_to_vec(bound.mean())[0],
+            tensor_to_vec(rec.mean())[0],
+            0.0,
+        );
+        let model_grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let encoder_grads = if self.config.estep.proposal == Proposal::Encoder {
+            let eps = self.noise(spec.samples * b, b"noise-encoder", step);
+            let terms = batch_terms(
+                &self.model,
+                &q,
+                x,
+                eps,
+                &ObjectiveSpec {
+                    kind: ObjectiveKind::Elbo,
+                    ..*spec
+                },
+            );
+            metrics.3 = mean_of(&terms.kl);
+            Some(GradientsParams::from_grads(
+                terms.loss.backward(),
+                &self.model.encoder,
+            ))
+        } else {
+            None
+        };
+        let _ = l;
+        self.apply(model_grads, lr);
+        if let Some(g) = encoder_grads {
+            self.apply(g, lr);
+        }
+        Ok(metrics)
+    }
+}
+
+fn split_checkpoint(bytes: &[u8]) -> Result<Vec<&[u8]>, VaeError> {
+    let bad = || {
+        VaeError::Checkpoint("not an emvae VAE checkpoint (bad magic number or truncated)".into())
+    };
+    let mut rest = bytes.strip_prefix(&MAGIC[..]).ok_or_else(bad)?;
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        if rest.len() < 8 {
+            return Err(bad());
+        }
+        let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
+        rest = &rest[8..];
+        if rest.len() < len {
+            return Err(bad());
+        }
+        parts.push(&rest[..len]);
+        rest = &rest[len..];
+    }
+    Ok(parts)
+}
+
+/// Loads burnpack `bytes` into `model`, rejecting a record of another architecture.
+pub fn load_model(model: Vae, bytes: &[u8]) -> Result<Vae, VaeError> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| VaeError::Checkpoint(format!("damaged model record: {e}")))?;
+    model.try_load_record(record).map_err(|e| {
+        VaeError::Checkpoint(format!("the saved parameters do not fit this model: {e}"))
+    })
+}
+
+/// The ids of a module's float parameters.
+pub fn param_ids<M: Module>(module: &M) -> Vec<ParamId> {
+    let mut ids = ParamIds(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
