@@ -297,11 +297,15 @@ fn load_trained(loaded: &LoadedConfig, run: &RunDir, device: &Device) -> CliResu
 /// Data for a command on a finished run: `--data` (read with the run's options) or the held-out data
 /// (else the training data).
 fn command_data(loaded: &LoadedConfig, explicit: bool) -> CliResult<(VaeData, String)> {
-    let (train, test) = loaded.config.data.load_split()?;
     let b = binarization(loaded);
-    let (set, name) = match test {
-        Some(t) if !explicit => (t, "test"),
-        _ => (train, if explicit { "data" } else { "train" }),
+    let (set, name) = if explicit {
+        // A file given on the command line is used whole.
+        (loaded.config.data.load()?, "data")
+    } else {
+        match loaded.config.data.load_split()? {
+            (_, Some(test)) => (test, "test"),
+            (train, None) => (train, "train"),
+        }
     };
     let data = VaeData::new(&set.x, b).fixed(0);
     let d = loaded.vae().data_dim();

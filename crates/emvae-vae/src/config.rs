@@ -139,6 +139,11 @@ pub struct LikelihoodConfig {
     /// Categorical: number of categories of every column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_categories: Option<usize>,
+    /// Bernoulli: make the decoder autoregressive, `p(x | z) = prod_d p(x_d | z, x_<d)` with logits
+    /// `h_d(z) + sum_{j<d} A_jd x_j` (a fully visible sigmoid belief net added to the MLP). Such a
+    /// decoder can model the data without z: the setting in which posterior collapse appears.
+    #[serde(default)]
+    pub autoregressive: bool,
 }
 
 /// Which bound is maximised.
@@ -587,6 +592,12 @@ impl VaeConfig {
             _ => {}
         }
         positive("likelihood.init_variance", lk.init_variance)?;
+        if lk.autoregressive && lk.kind != LikelihoodKind::Bernoulli {
+            return Err(InvalidParam::new(
+                "likelihood.autoregressive",
+                "an autoregressive decoder is available for kind = \"bernoulli\" only",
+            ));
+        }
         if self.prior.kind == PriorKind::Mixture {
             at_least_one("prior.n_components", self.prior.n_components)?;
         }

@@ -31,6 +31,8 @@ pub struct Decoder {
     pub out: Linear,
     /// Learned Gaussian log-variance: `[1]` (global) or `[data]` (per dimension).
     pub log_var: Option<Param<Tensor<1>>>,
+    /// Autoregressive weights `A` `[data, data]`; only the strict upper triangle is used.
+    pub autoregressive: Option<Param<Tensor<2>>>,
     #[module(skip)]
     pub kind: LikelihoodKind,
     #[module(skip)]
@@ -70,10 +72,14 @@ impl Decoder {
             }
             _ => None,
         };
+        let autoregressive = lk
+            .autoregressive
+            .then(|| param(vec![0.0; data_dim * data_dim], [data_dim, data_dim], device));
         Self {
             body,
             out,
             log_var,
+            autoregressive,
             kind: lk.kind,
             variance: lk.variance,
             data_dim,
@@ -107,13 +113,23 @@ impl Decoder {
         }
     }
 
+    /// The autoregressive term `x @ triu(A, 1)`: dimension `d` sees `x_j` for `j < d` only.
+    fn autoregressive_logits(&self, x: Tensor<2>) -> Option<Tensor<2>> {
+        self.autoregressive
+            .as_ref()
+            .map(|a| x.matmul(a.val().triu(1)))
+    }
+
     /// `log p(x | z)` per row, summed over the data's dimensions: `[rows]`. `x` `[rows, data]`.
     pub fn log_prob(&self, params: &LikelihoodParams, x: Tensor<2>) -> Tensor<1> {
         let rows = x.dims()[0];
         let per_dim = match params {
             // x l - softplus(l) = x l - max(l, 0) - log(1 + exp(-|l|)), stable for any l.
             LikelihoodParams::Bernoulli { logits } => {
-                let l = logits.clone();
+                let l = match self.autoregressive_logits(x.clone()) {
+                    Some(ar) => logits.clone() + ar,
+                    None => logits.clone(),
+                };
                 x * l.clone() - activation::relu(l.clone()) - l.abs().neg().exp().log1p()
             }
             LikelihoodParams::Gaussian { mean, log_var } => {
@@ -134,9 +150,25 @@ impl Decoder {
     }
 
     /// The likelihood's mean per row (probabilities, means, or per-category probabilities flattened),
-    /// for decoding.
+    /// for decoding. For an autoregressive decoder, the probabilities of each dimension given the
+    /// previous ones taken at their most probable values (greedy decoding, one dimension at a time).
     pub fn mean(&self, params: &LikelihoodParams) -> Tensor<2> {
         match params {
+            LikelihoodParams::Bernoulli { logits } if self.autoregressive.is_some() => {
+                let [rows, d] = logits.dims();
+                let mut x = Tensor::<2>::zeros([rows, d], &logits.device());
+                let mut probs = Tensor::<2>::zeros([rows, d], &logits.device());
+                for j in 0..d {
+                    let l = logits.clone()
+                        + self
+                            .autoregressive_logits(x.clone())
+                            .expect("autoregressive");
+                    let p = activation::sigmoid(l.slice([0..rows, j..j + 1]));
+                    probs = probs.slice_assign([0..rows, j..j + 1], p.clone());
+                    x = x.slice_assign([0..rows, j..j + 1], p.greater_elem(0.5).float());
+                }
+                probs
+            }
             LikelihoodParams::Bernoulli { logits } => activation::sigmoid(logits.clone()),
             LikelihoodParams::Gaussian { mean, .. } => mean.clone(),
             LikelihoodParams::Categorical { logits } => {

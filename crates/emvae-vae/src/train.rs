@@ -797,8 +797,9 @@ impl Trainer {
 
     /// Monte Carlo EM: self-normalised importance weights `w_k ∝ p(x, z_k) / r(z_k)` over `K` draws
     /// from the proposal `r` (the encoder, or the prior) form the E-step; the M-step maximises
-    /// `sum_k w_k log p(x, z_k)` over the decoder and prior. With the encoder as proposal it is trained
-    /// on its own ELBO so that the proposal improves.
+    /// `sum_k w_k log p(x, z_k)` over the decoder and prior. The encoder is trained on its own ELBO
+    /// (decoder gradients of that term dropped) either way: as the proposal it improves the E-step, and
+    /// it gives posteriors for evaluation and encoding.
     fn monte_carlo_em_step(
         &mut self,
         x: Tensor<2>,
@@ -807,7 +808,6 @@ impl Trainer {
     ) -> Result<StepMetrics, VaeError> {
         let b = x.dims()[0];
         let k = self.config.estep.mc_samples;
-        let l = self.config.latent_dim();
         let step = self.state.step;
         let q = self.model.encoder.forward(x.clone());
         let (z, log_r) = match self.config.estep.proposal {
@@ -851,31 +851,16 @@ impl Trainer {
             0.0,
         );
         let model_grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let encoder_grads = if self.config.estep.proposal == Proposal::Encoder {
-            let eps = self.noise(spec.samples * b, b"noise-encoder", step);
-            let terms = batch_terms(
-                &self.model,
-                &q,
-                x,
-                eps,
-                &ObjectiveSpec {
-                    kind: ObjectiveKind::Elbo,
-                    ..*spec
-                },
-            );
-            metrics.3 = mean_of(&terms.kl);
-            Some(GradientsParams::from_grads(
-                terms.loss.backward(),
-                &self.model.encoder,
-            ))
-        } else {
-            None
+        let eps = self.noise(spec.samples * b, b"noise-encoder", step);
+        let elbo = ObjectiveSpec {
+            kind: ObjectiveKind::Elbo,
+            ..*spec
         };
-        let _ = l;
+        let terms = batch_terms(&self.model, &q, x, eps, &elbo);
+        metrics.3 = mean_of(&terms.kl);
+        let encoder_grads = GradientsParams::from_grads(terms.loss.backward(), &self.model.encoder);
         self.apply(model_grads, lr);
-        if let Some(g) = encoder_grads {
-            self.apply(g, lr);
-        }
+        self.apply(encoder_grads, lr);
         Ok(metrics)
     }
 }
@@ -908,6 +893,23 @@ pub fn load_model(model: Vae, bytes: &[u8]) -> Result<Vae, VaeError> {
     model.try_load_record(record).map_err(|e| {
         VaeError::Checkpoint(format!("the saved parameters do not fit this model: {e}"))
     })
+}
+
+/// Collects every float parameter's values, in visiting order.
+struct ParamValues(Vec<Vec<f64>>);
+
+impl ModuleVisitor for ParamValues {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(tensor_to_vec(param.val()));
+    }
+}
+
+/// The values of a module's float parameters (what two models must share to be the same model; their
+/// parameter ids, which burnpack files also record, are drawn per process).
+pub fn parameter_values<M: Module>(module: &M) -> Vec<Vec<f64>> {
+    let mut values = ParamValues(Vec::new());
+    module.visit(&mut values);
+    values.0
 }
 
 /// The ids of a module's float parameters.
