@@ -78,11 +78,8 @@ impl DataConfig {
                 "give data.path or [data.synthetic], not both",
             )),
             (None, Some(s)) => {
-                if self.test_path.is_some() || self.test_rows.is_some() {
-                    return Err(InvalidParam::new(
-                        "test_rows",
-                        "a held-out split needs data.path",
-                    ));
+                if self.test_rows == Some(0) {
+                    return Err(InvalidParam::new("test_rows", "must be at least 1"));
                 }
                 s.check().map_err(|e| e.within("synthetic"))
             }
