@@ -2,28 +2,10 @@
 //! evaluates, encodes, decodes, samples and reconstructs; a stopped and resumed run ends where an
 //! uninterrupted one ends.
 
-use std::path::Path;
-use std::process::Command;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-fn emvae(dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_emvae"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the emvae binary runs");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::emvae;
 
 /// IDX bytes of unsigned bytes with dimensions `dims`.
 fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {

@@ -137,11 +137,8 @@ pub struct EvalArgs {
 pub struct EncodeArgs {
     #[command(flatten)]
     pub run: RunDataArgs,
-    /// Output file (default: standard output).
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "jsonl")]
-    pub format: OutputFormat,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -154,11 +151,8 @@ pub struct DecodeArgs {
     pub z: PathBuf,
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
-    /// Output file (default: standard output).
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "jsonl")]
-    pub format: OutputFormat,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -169,15 +163,22 @@ pub enum OutputFormat {
     Csv,
 }
 
+/// Where and how row-wise results are written.
 #[derive(Debug, Args)]
-pub struct PredictArgs {
-    #[command(flatten)]
-    pub run: RunDataArgs,
+pub struct OutputArgs {
     /// Output file (default: standard output).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub run: RunDataArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -190,11 +191,8 @@ pub struct SampleArgs {
     pub n_samples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output file (default: standard output).
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "jsonl")]
-    pub format: OutputFormat,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(Debug, Args)]

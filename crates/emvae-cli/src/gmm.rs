@@ -17,7 +17,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::{RowWriter, num};
 use crate::progress::Progress;
 use crate::runconfig::LoadedConfig;
-use crate::runs::{TrainTarget, open_run, open_run_data};
+use crate::runs::{TrainTarget, already_complete, open_run, open_run_data, read_checkpoint};
 
 pub const MODEL_FILE: &str = "model.json";
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
@@ -137,32 +137,17 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         .map_err(|e| em_error(loaded, Some(&data), e))?;
     let (compute, backend) = compute(loaded, None)?;
     target.prepare(force)?;
-    let checkpoint: Option<GmmCheckpoint> = if resume {
-        if run.exists(RunDir::SUMMARY) && run.exists(MODEL_FILE) {
-            tracing::info!(
-                "{} is already complete: nothing to resume",
-                run.root().display()
-            );
-            return Ok(());
-        }
-        match std::fs::read_to_string(run.path(CHECKPOINT_FILE)) {
-            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
-                CliError::user(format!(
-                    "{}: not a Gaussian-mixture checkpoint: {e}",
-                    run.path(CHECKPOINT_FILE).display()
-                ))
-            })?),
-            // Interrupted before the first checkpoint: start over.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(CliError::runtime(format!(
-                    "{}: {e}",
-                    run.path(CHECKPOINT_FILE).display()
-                )));
-            }
-        }
-    } else {
-        None
+    if already_complete(run, MODEL_FILE, resume) {
+        return Ok(());
+    }
+    let checkpoint: Option<GmmCheckpoint> = match read_checkpoint(run, CHECKPOINT_FILE, resume)? {
+        Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+            CliError::user(format!(
+                "{}: not a Gaussian-mixture checkpoint: {e}",
+                run.path(CHECKPOINT_FILE).display()
+            ))
+        })?),
+        None => None,
     };
     let kept = checkpoint.as_ref().map_or(0, |c| c.total_iterations);
     let metrics = MetricsLog::resume(run.path(RunDir::METRICS), kept)?;
@@ -322,7 +307,7 @@ pub fn predict(args: &PredictArgs) -> CliResult<()> {
     let k = model.n_components();
     let mut header = vec!["row".to_string(), "label".to_string()];
     header.extend((0..k).map(|j| format!("p{j}")));
-    let mut out = RowWriter::new(args.format, &header);
+    let mut out = RowWriter::new(args.out.format, &header);
     for (i, r) in proba.rows().enumerate() {
         let label = r
             .iter()
@@ -336,7 +321,7 @@ pub fn predict(args: &PredictArgs) -> CliResult<()> {
                 .chain(r.iter().map(|&v| num(v))),
         );
     }
-    out.finish(args.output.as_deref())
+    out.finish(args.out.output.as_deref())
 }
 
 pub fn sample(args: &SampleArgs) -> CliResult<()> {
@@ -348,12 +333,12 @@ pub fn sample(args: &SampleArgs) -> CliResult<()> {
     let d = model.n_features();
     let mut header = vec!["component".to_string()];
     header.extend((0..d).map(|a| format!("x{a}")));
-    let mut out = RowWriter::new(args.format, &header);
+    let mut out = RowWriter::new(args.out.format, &header);
     for (row, c) in x.rows().zip(&comps) {
         out.row(
             json!({"component": c, "x": row}),
             std::iter::once(c.to_string()).chain(row.iter().map(|&v| num(v))),
         );
     }
-    out.finish(args.output.as_deref())
+    out.finish(args.out.output.as_deref())
 }

@@ -126,6 +126,34 @@ pub fn open_run_data(args: &RunDataArgs) -> CliResult<(LoadedConfig, RunDir)> {
     open_run(&args.run, args.data.as_deref())
 }
 
+/// The run's checkpoint `name` when resuming: `None` for a new run or one interrupted before its first
+/// checkpoint (which then starts over).
+pub fn read_checkpoint(run: &RunDir, name: &str, resume: bool) -> CliResult<Option<Vec<u8>>> {
+    if !resume {
+        return Ok(None);
+    }
+    match std::fs::read(run.path(name)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CliError::runtime(format!(
+            "{}: {e}",
+            run.path(name).display()
+        ))),
+    }
+}
+
+/// Whether a resumed run has already finished (its model and summary written).
+pub fn already_complete(run: &RunDir, model_file: &str, resume: bool) -> bool {
+    let done = resume && run.exists(RunDir::SUMMARY) && run.exists(model_file);
+    if done {
+        tracing::info!(
+            "{} is already complete: nothing to resume",
+            run.root().display()
+        );
+    }
+    done
+}
+
 /// Starts the run's log file.
 pub fn start_log(run: &RunDir) {
     if let Err(e) = logging::log_to_file(&run.path(RunDir::LOG)) {

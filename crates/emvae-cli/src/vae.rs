@@ -15,7 +15,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::{RowWriter, num};
 use crate::progress::Progress;
 use crate::runconfig::LoadedConfig;
-use crate::runs::{TrainTarget, open_run, open_run_data};
+use crate::runs::{TrainTarget, already_complete, open_run, open_run_data, read_checkpoint};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 pub const MODEL_FILE: &str = "model.bpk";
@@ -142,27 +142,10 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let (device, backend) = device(loaded, None)?;
     let seed = loaded.config.seed;
     Trainer::check_data(&config, &train).map_err(|e| vae_error(loaded, e))?;
-    let checkpoint = if resume {
-        if run.exists(RunDir::SUMMARY) && run.exists(MODEL_FILE) {
-            tracing::info!(
-                "{} is already complete: nothing to resume",
-                run.root().display()
-            );
-            return Ok(());
-        }
-        match std::fs::read(run.path(CHECKPOINT_FILE)) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(CliError::runtime(format!(
-                    "{}: {e}",
-                    run.path(CHECKPOINT_FILE).display()
-                )));
-            }
-        }
-    } else {
-        None
-    };
+    if already_complete(run, MODEL_FILE, resume) {
+        return Ok(());
+    }
+    let checkpoint = read_checkpoint(run, CHECKPOINT_FILE, resume)?;
     let mut trainer = match &checkpoint {
         Some(bytes) => Trainer::resume(config.clone(), seed, device.clone(), train, test, bytes)
             .map_err(|e| match e {
@@ -391,7 +374,7 @@ pub fn encode(args: &EncodeArgs) -> CliResult<()> {
     let mut header = vec!["row".to_string()];
     header.extend((0..l).map(|j| format!("z{j}")));
     header.extend((0..l).map(|j| format!("log_var{j}")));
-    let mut out = RowWriter::new(args.format, &header);
+    let mut out = RowWriter::new(args.out.format, &header);
     for i in 0..data.n {
         let (m, v) = (&mean[i * l..(i + 1) * l], &log_var[i * l..(i + 1) * l]);
         out.row(
@@ -399,7 +382,7 @@ pub fn encode(args: &EncodeArgs) -> CliResult<()> {
             std::iter::once(i.to_string()).chain(m.iter().chain(v).map(|&x| num(x))),
         );
     }
-    out.finish(args.output.as_deref())
+    out.finish(args.out.output.as_deref())
 }
 
 fn write_decoded(
@@ -440,8 +423,8 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
         (0..z.n_rows()).map(|i| (i, z.x.row(i).to_vec(), x.row(i).to_vec())),
         l,
         x.n_cols,
-        args.format,
-        args.output.as_deref(),
+        args.out.format,
+        args.out.output.as_deref(),
     )
 }
 
@@ -459,8 +442,8 @@ pub fn reconstruct(args: &EncodeArgs) -> CliResult<()> {
         (0..data.n).map(|i| (i, z.row(i).to_vec(), x.row(i).to_vec())),
         l,
         x.n_cols,
-        args.format,
-        args.output.as_deref(),
+        args.out.format,
+        args.out.output.as_deref(),
     )
 }
 
@@ -476,7 +459,7 @@ pub fn sample(args: &SampleArgs) -> CliResult<()> {
         (0..z.n_rows).map(|i| (i, z.row(i).to_vec(), x.row(i).to_vec())),
         l,
         x.n_cols,
-        args.format,
-        args.output.as_deref(),
+        args.out.format,
+        args.out.output.as_deref(),
     )
 }

@@ -108,13 +108,7 @@ impl ConfigText {
         toml::from_str(&self.text).map_err(|e| {
             let span = e.span();
             let key = span.clone().and_then(|s| self.key_at(s.start));
-            let (line, column) = match &span {
-                Some(s) => {
-                    let (l, c) = line_col(&self.text, s.start);
-                    (Some(l), Some(c))
-                }
-                None => (None, None),
-            };
+            let (line, column) = self.position(span);
             ConfigError {
                 file: self.path.clone(),
                 line,
@@ -127,20 +121,24 @@ impl ConfigText {
 
     /// Locates a semantic error by its key path (the value's position when the key is in the file).
     pub fn invalid(&self, err: InvalidParam) -> ConfigError {
-        let span = self.span_of(&err.key);
-        let (line, column) = match span {
-            Some(s) => {
-                let (l, c) = line_col(&self.text, s.start);
-                (Some(l), Some(c))
-            }
-            None => (None, None),
-        };
+        let (line, column) = self.position(self.span_of(&err.key));
         ConfigError {
             file: self.path.clone(),
             line,
             column,
             key: Some(err.key),
             message: err.message,
+        }
+    }
+
+    /// 1-based line and column where `span` starts.
+    fn position(&self, span: Option<Range<usize>>) -> (Option<usize>, Option<usize>) {
+        match span {
+            Some(s) => {
+                let (l, c) = line_col(&self.text, s.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
         }
     }
 

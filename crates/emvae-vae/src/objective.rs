@@ -99,7 +99,7 @@ pub fn batch_terms(
     } else {
         (mean_over_samples(log_q() - log_p(), s), None)
     };
-    match spec.kind {
+    let (loss, bound) = match spec.kind {
         ObjectiveKind::Elbo => {
             let bound = rec.clone() - kl.clone();
             let kl_term = if spec.free_bits > 0.0 {
@@ -114,28 +114,21 @@ pub fn batch_terms(
             } else {
                 kl.clone().mean()
             };
-            let loss = kl_term.mul_scalar(spec.beta) - rec.clone().mean();
-            BatchTerms {
-                loss,
-                rec,
-                kl,
-                kl_per_dim,
-                bound,
-            }
+            (kl_term.mul_scalar(spec.beta) - rec.clone().mean(), bound)
         }
         ObjectiveKind::Iwae => {
             let log_w = (log_lik + log_p() - log_q()).reshape([s, batch]);
             let bound = log_sum_exp(log_w, 0)
                 .reshape([batch])
                 .sub_scalar((s as f64).ln());
-            let loss = bound.clone().mean().neg();
-            BatchTerms {
-                loss,
-                rec,
-                kl,
-                kl_per_dim,
-                bound,
-            }
+            (bound.clone().mean().neg(), bound)
         }
+    };
+    BatchTerms {
+        loss,
+        rec,
+        kl,
+        kl_per_dim,
+        bound,
     }
 }

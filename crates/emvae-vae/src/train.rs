@@ -681,19 +681,14 @@ impl Trainer {
                 self.config.estep.strategy
             };
         match strategy {
-            Strategy::Amortized => {
+            Strategy::Amortized | Strategy::Aggressive => {
+                let aggressive = strategy == Strategy::Aggressive;
+                if aggressive {
+                    self.aggressive_encoder_updates(lr, &spec)?;
+                }
                 let q = self.model.encoder.forward(x.clone());
-                let eps = self.noise(spec.samples * b, b"noise", step);
-                let terms = batch_terms(&self.model, &q, x, eps, &spec);
-                let metrics = metrics_of(&terms);
-                let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
-                self.apply(grads, lr);
-                Ok(metrics)
-            }
-            Strategy::Aggressive => {
-                self.aggressive_encoder_updates(lr, &spec)?;
-                // One decoder step on this batch with the (fixed) encoder's posterior.
-                let q = self.model.encoder.forward(x.clone()).detach();
+                // After the aggressive inner loop, one decoder step with the (fixed) encoder's posterior.
+                let q = if aggressive { q.detach() } else { q };
                 let eps = self.noise(spec.samples * b, b"noise", step);
                 let terms = batch_terms(&self.model, &q, x, eps, &spec);
                 let metrics = metrics_of(&terms);
