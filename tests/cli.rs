@@ -188,7 +188,17 @@ fn run_level_errors_exit_2() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = tempfile::tempdir().unwrap();
-    for cmd in ["train", "eval", "predict", "sample", "generate", "bench"] {
+    for cmd in [
+        "train",
+        "eval",
+        "predict",
+        "sample",
+        "encode",
+        "decode",
+        "reconstruct",
+        "generate",
+        "bench",
+    ] {
         let out = emvae(dir.path(), &[cmd, "--help"]);
         assert_eq!(out.code, 0, "{cmd}");
         assert!(

@@ -2,7 +2,6 @@
 //! evaluates, encodes, decodes, samples and reconstructs; a stopped and resumed run ends where an
 //! uninterrupted one ends.
 
-
 mod common;
 
 use common::emvae;
