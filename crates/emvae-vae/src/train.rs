@@ -519,11 +519,17 @@ impl Trainer {
         let total = self.total_steps();
         let batch = self.config.train.batch_size;
         let mut this_session = 0u64;
+        // The epoch's visiting order, drawn once per epoch.
+        let mut order: Option<(u64, Vec<usize>)> = None;
         while !self.state.finished && self.state.step < total {
             if stop_after.is_some_and(|s| this_session >= s) {
                 return Ok(Outcome::Stopped);
             }
-            let order = self.train.order(self.seed, self.state.epoch);
+            let epoch = self.state.epoch;
+            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                order = Some((epoch, self.train.order(self.seed, epoch)));
+            }
+            let order = &order.as_ref().expect("drawn above").1;
             let start = self.state.batch_in_epoch as usize * batch;
             let rows = order[start..(start + batch).min(self.train.n)].to_vec();
             let lr = lr_at(&self.config.train, self.state.epoch);
