@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::emvae;
+use common::{emvae, tempdir};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -89,7 +89,7 @@ fn bad_inputs() -> Vec<BadInput> {
 fn bad_inputs_give_clear_errors_and_exit_2() {
     let mut failures = Vec::new();
     for (name, config, data, extra, expected) in bad_inputs() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         if !config.is_empty() {
             write(dir.path(), "c.toml", &config);
         }
@@ -128,7 +128,7 @@ fn bad_inputs_give_clear_errors_and_exit_2() {
 
 #[test]
 fn run_level_errors_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     write(dir.path(), "data.csv", GOOD_DATA);
     write(dir.path(), "c.toml", &gmm_config(""));
     let ok = emvae(
@@ -187,7 +187,7 @@ fn run_level_errors_exit_2() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     for cmd in [
         "train",
         "eval",
@@ -211,7 +211,7 @@ fn every_command_has_help_with_an_example() {
 
 #[test]
 fn resumed_training_ends_where_an_uninterrupted_run_ends() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     write(
         dir.path(),
         "c.toml",
@@ -272,7 +272,7 @@ fn resumed_training_ends_where_an_uninterrupted_run_ends() {
 
 #[test]
 fn train_eval_predict_sample_generate_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let generated = emvae(
         dir.path(),
         &[

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::emvae;
+use common::{emvae, tempdir};
 
 /// IDX bytes of unsigned bytes with dimensions `dims`.
 fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -50,7 +50,7 @@ fn vae_config(data: &str, extra_data: &str, encoder: &str, decoder: &str, extra:
 
 #[test]
 fn vae_bad_inputs_give_clear_errors_and_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let d = dir.path();
     std::fs::write(d.join("x.csv"), binary_csv()).unwrap();
     std::fs::write(d.join("real.csv"), "0.5,2.0\n0.1,0.3\n").unwrap();
@@ -228,7 +228,7 @@ fn vae_bad_inputs_give_clear_errors_and_exit_2() {
 
 #[test]
 fn vae_run_trains_evaluates_encodes_decodes_and_resumes_exactly() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let d = dir.path();
     std::fs::write(d.join("x.csv"), binary_csv()).unwrap();
     let config = vae_config(

@@ -1,7 +1,37 @@
 //! Running the `emvae` binary from tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh directory under the system's temporary folder, removed on drop. (Written here rather than
+/// taken from the `tempfile` crate, whose dependencies' features would differ between `cargo test` and
+/// `cargo run` and make each rebuild burn.)
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tempdir() -> TempDir {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "emvae-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&path).expect("a temporary directory");
+    TempDir(path)
+}
 
 pub struct Out {
     pub code: i32,

@@ -99,10 +99,6 @@ impl ConfigText {
         &self.path
     }
 
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
     /// Deserialises the whole document into `T`, locating any error.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         toml::from_str(&self.text).map_err(|e| {

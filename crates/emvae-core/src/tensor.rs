@@ -3,8 +3,6 @@
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Matrix;
-
 /// Floating-point type of a model's tensors, chosen at run time.
 ///
 /// f64 is what parity with reference implementations is measured in; f32 is faster and what GPUs
@@ -58,11 +56,6 @@ impl Compute {
         tensor_from_vec(values, shape, &self.device, self.precision)
     }
 
-    /// A `[n_rows, n_cols]` tensor holding a matrix.
-    pub fn matrix(&self, m: &Matrix) -> Tensor<2> {
-        matrix_to_tensor(m, &self.device, self.precision)
-    }
-
     /// Machine epsilon of the working precision.
     pub fn eps(&self) -> f64 {
         match self.precision {
@@ -82,27 +75,11 @@ pub fn tensor_from_vec<const D: usize>(
     Tensor::from_data(TensorData::new(values, shape), (device, precision.dtype()))
 }
 
-/// A `[n_rows, n_cols]` tensor holding a matrix.
-pub fn matrix_to_tensor(m: &Matrix, device: &Device, precision: Precision) -> Tensor<2> {
-    tensor_from_vec(m.values.clone(), [m.n_rows, m.n_cols], device, precision)
-}
-
 /// The tensor's values, row-major, as f64 (converted from its dtype).
 pub fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     t.into_data()
         .try_into_vec_as::<f64>()
         .expect("float tensors convert to f64")
-}
-
-/// A `[rows, cols]` tensor back into a host matrix.
-pub fn tensor_to_matrix(t: Tensor<2>) -> Matrix {
-    let [rows, cols] = t.dims();
-    Matrix::new(rows, cols, tensor_to_vec(t))
-}
-
-/// The single value of a one-element tensor, as f64.
-pub fn scalar(t: Tensor<1>) -> f64 {
-    tensor_to_vec(t)[0]
 }
 
 /// `log sum_j exp(x_j)` along `dim` (kept, with size 1), computed stably as

@@ -83,10 +83,6 @@ impl VaeData {
         order
     }
 
-    pub fn column(&self, c: usize) -> impl Iterator<Item = f32> + '_ {
-        self.values.iter().skip(c).step_by(self.d).copied()
-    }
-
     pub fn values(&self) -> &[f32] {
         &self.values
     }

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
@@ -207,15 +207,6 @@ pub fn model_fingerprint(config: &VaeConfig) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
-}
-
-/// Collects the ids of every float parameter.
-struct ParamIds(Vec<ParamId>);
-
-impl ModuleVisitor for ParamIds {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.push(param.id);
-    }
 }
 
 /// Squared norms of the gradients of the visited parameters.
@@ -911,11 +902,4 @@ pub fn parameter_values<M: Module>(module: &M) -> Vec<Vec<f64>> {
     let mut values = ParamValues(Vec::new());
     module.visit(&mut values);
     values.0
-}
-
-/// The ids of a module's float parameters.
-pub fn param_ids<M: Module>(module: &M) -> Vec<ParamId> {
-    let mut ids = ParamIds(Vec::new());
-    module.visit(&mut ids);
-    ids.0
 }

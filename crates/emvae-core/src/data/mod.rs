@@ -128,10 +128,6 @@ impl Matrix {
             self.values[start * self.n_cols..end * self.n_cols].to_vec(),
         )
     }
-
-    pub fn to_rows(&self) -> Vec<Vec<f64>> {
-        self.rows().map(<[f64]>::to_vec).collect()
-    }
 }
 
 /// A data set: observations and, for partly labelled data, a known latent class for some rows.
