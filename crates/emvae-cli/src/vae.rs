@@ -363,20 +363,43 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
     Ok(())
 }
 
-pub fn encode(args: &EncodeArgs) -> CliResult<()> {
-    let (loaded, run) = open_run_data(&args.run)?;
-    let (device, _) = device(&loaded, args.run.backend)?;
+/// A finished run's model, the rows a command works on (`--data`, else the held-out or training rows)
+/// and their posteriors (`mean`, `log_var`, row-major `[n, latent]`).
+struct Encoded {
+    model: Vae,
+    device: Device,
+    data: VaeData,
+    latent: usize,
+    mean: Vec<f64>,
+    log_var: Vec<f64>,
+}
+
+fn encode_rows(args: &crate::args::RunDataArgs) -> CliResult<Encoded> {
+    let (loaded, run) = open_run_data(args)?;
+    let (device, _) = device(&loaded, args.backend)?;
     let model = load_trained(&loaded, &run, &device)?;
-    let (data, _) = command_data(&loaded, args.run.data.is_some())?;
+    let (data, _) = command_data(&loaded, args.data.is_some())?;
     let source = source_for(&loaded, &model, &data, &device);
     let (mean, log_var) = emvae_vae::diagnostics::encode_all(&model, &data, &source, &device);
-    let l = loaded.vae().latent_dim();
+    Ok(Encoded {
+        model,
+        device,
+        data,
+        latent: loaded.vae().latent_dim(),
+        mean,
+        log_var,
+    })
+}
+
+pub fn encode(args: &EncodeArgs) -> CliResult<()> {
+    let e = encode_rows(&args.run)?;
+    let l = e.latent;
     let mut header = vec!["row".to_string()];
     header.extend((0..l).map(|j| format!("z{j}")));
     header.extend((0..l).map(|j| format!("log_var{j}")));
     let mut out = RowWriter::new(args.out.format, &header);
-    for i in 0..data.n {
-        let (m, v) = (&mean[i * l..(i + 1) * l], &log_var[i * l..(i + 1) * l]);
+    for i in 0..e.data.n {
+        let (m, v) = (&e.mean[i * l..(i + 1) * l], &e.log_var[i * l..(i + 1) * l]);
         out.row(
             json!({"row": i, "z": m, "log_var": v}),
             std::iter::once(i.to_string()).chain(m.iter().chain(v).map(|&x| num(x))),
@@ -429,18 +452,12 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
 }
 
 pub fn reconstruct(args: &EncodeArgs) -> CliResult<()> {
-    let (loaded, run) = open_run_data(&args.run)?;
-    let (device, _) = device(&loaded, args.run.backend)?;
-    let model = load_trained(&loaded, &run, &device)?;
-    let (data, _) = command_data(&loaded, args.run.data.is_some())?;
-    let source = source_for(&loaded, &model, &data, &device);
-    let (mean, _) = emvae_vae::diagnostics::encode_all(&model, &data, &source, &device);
-    let l = loaded.vae().latent_dim();
-    let z = Matrix::new(data.n, l, mean);
-    let x = decode(&model, &z, &device);
+    let e = encode_rows(&args.run)?;
+    let z = Matrix::new(e.data.n, e.latent, e.mean);
+    let x = decode(&e.model, &z, &e.device);
     write_decoded(
-        (0..data.n).map(|i| (i, z.row(i).to_vec(), x.row(i).to_vec())),
-        l,
+        (0..z.n_rows).map(|i| (i, z.row(i).to_vec(), x.row(i).to_vec())),
+        e.latent,
         x.n_cols,
         args.out.format,
         args.out.output.as_deref(),
