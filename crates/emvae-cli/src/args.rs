@@ -102,8 +102,8 @@ pub struct TrainArgs {
     /// Replace an existing run directory's run.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
-    /// Stop after this many iterations (gmm) or epochs (vae) in this session, checkpointed; continue
-    /// later with --resume (for time-limited jobs).
+    /// Stop after this many iterations (gmm) or optimisation steps (vae) in this session, checkpointed;
+    /// continue later with --resume (for time-limited jobs).
     #[arg(long)]
     pub stop_after: Option<usize>,
 }
