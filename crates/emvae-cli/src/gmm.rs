@@ -79,6 +79,8 @@ struct TrainObserver<'a> {
     progress: Progress,
     stop_after: Option<usize>,
     this_session: usize,
+    /// `(seconds, iterations)` of EM over all sessions, as of the last iteration seen.
+    totals: (f64, usize),
 }
 
 impl EmObserver for TrainObserver<'_> {
@@ -88,6 +90,7 @@ impl EmObserver for TrainObserver<'_> {
         checkpoint: &GmmCheckpoint,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.metrics.push(record);
+        self.totals = (checkpoint.seconds, checkpoint.total_iterations);
         let change = record
             .change
             .map_or("-".to_string(), |c| format!("{c:.3e}"));
@@ -149,7 +152,10 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         })?),
         None => None,
     };
-    let kept = checkpoint.as_ref().map_or(0, |c| c.total_iterations);
+    let totals = checkpoint
+        .as_ref()
+        .map_or((0.0, 0), |c| (c.seconds, c.total_iterations));
+    let kept = totals.1;
     let metrics = MetricsLog::resume(run.path(RunDir::METRICS), kept)?;
     let p = valid.params();
     tracing::info!(
@@ -174,6 +180,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         progress: Progress::new((p.max_iter * p.n_init) as u64, "iterations", true),
         stop_after,
         this_session: 0,
+        totals,
     };
     let start = Instant::now();
     let model = match valid.fit_with(&data, &compute, &mut observer, checkpoint) {
@@ -197,18 +204,12 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     }
     observer.metrics.flush()?;
     drop(observer.progress);
-    let seconds: Vec<f64> = std::fs::read_to_string(run.path(RunDir::METRICS))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<IterationRecord>(l).ok())
-        .map(|r| r.seconds)
-        .collect();
+    let (em_seconds, iterations) = observer.totals;
     run.write_json(MODEL_FILE, &GaussianMixtureJson::from(&model))?;
     let score = model
         .score(&data.x, &compute)
         .map_err(|e| em_error(loaded, Some(&data), e))?;
-    let n = data.n_rows() as f64;
-    let n_params = model.parameters.n_parameters() as f64;
+    let (bic, aic) = model.criteria(score, data.n_rows());
     let summary = json!({
         "model": "gmm",
         "covariance_type": p.covariance_type,
@@ -218,15 +219,15 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         "n_labelled": data.n_labelled(),
         "log_likelihood": score,
         "lower_bound": model.lower_bound,
-        "bic": -2.0 * score * n + n_params * n.ln(),
-        "aic": -2.0 * score * n + 2.0 * n_params,
+        "bic": bic,
+        "aic": aic,
         "n_parameters": model.parameters.n_parameters(),
         "n_iter": model.n_iter,
         "converged": model.converged,
         "n_init": p.n_init,
         "best_restart": model.best_restart,
-        "iterations_total": seconds.len(),
-        "seconds_per_iteration": if seconds.is_empty() { 0.0 } else { seconds.iter().sum::<f64>() / seconds.len() as f64 },
+        "iterations_total": iterations,
+        "seconds_per_iteration": if iterations == 0 { 0.0 } else { em_seconds / iterations as f64 },
         "seconds": wall,
         "backend": backend,
         "precision": compute.precision,
@@ -269,12 +270,13 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
     let (compute, backend) = compute(&loaded, args.run.backend)?;
     let err = |e| em_error(&loaded, Some(&data), e);
     let score = model.score(&data.x, &compute).map_err(err)?;
+    let (bic, aic) = model.criteria(score, data.n_rows());
     let mut report = json!({
         "data": data.source.display().to_string(),
         "n_samples": data.n_rows(),
         "log_likelihood": score,
-        "bic": model.bic(&data.x, &compute).map_err(err)?,
-        "aic": model.aic(&data.x, &compute).map_err(err)?,
+        "bic": bic,
+        "aic": aic,
         "backend": backend,
     });
     if let Some(labels) = &data.labels {

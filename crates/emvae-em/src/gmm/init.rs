@@ -180,7 +180,7 @@ pub(crate) fn lloyd(
     max_iter: usize,
 ) -> Vec<usize> {
     let (n, d, k) = (x.n_rows, x.n_cols, ws.k);
-    let tol = 1e-4 * mean_variance(x);
+    let tol = 1e-4 * ws.variance.iter().sum::<f64>() / d as f64;
     let row_sq: Vec<Tensor<2>> =
         ws.x.iter()
             .map(|c| (c.clone() * c.clone()).sum_dim(1))
@@ -281,14 +281,4 @@ fn assign(
         }
     }
     (assignment, min_dist)
-}
-
-fn mean_variance(x: &Matrix) -> f64 {
-    let (n, d) = (x.n_rows as f64, x.n_cols);
-    let mut total = 0.0;
-    for j in 0..d {
-        let mean = x.rows().map(|r| r[j]).sum::<f64>() / n;
-        total += x.rows().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
-    }
-    total / d as f64
 }

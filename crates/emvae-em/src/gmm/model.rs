@@ -136,14 +136,18 @@ impl GaussianMixture {
 
     /// Bayesian information criterion `-2 n score + p ln n` (lower is better).
     pub fn bic(&self, x: &Matrix, compute: &Compute) -> Result<f64, EmError> {
-        let n = x.n_rows as f64;
-        Ok(-2.0 * self.score(x, compute)? * n + self.parameters.n_parameters() as f64 * n.ln())
+        Ok(self.criteria(self.score(x, compute)?, x.n_rows).0)
     }
 
     /// Akaike information criterion `-2 n score + 2 p` (lower is better).
     pub fn aic(&self, x: &Matrix, compute: &Compute) -> Result<f64, EmError> {
-        let n = x.n_rows as f64;
-        Ok(-2.0 * self.score(x, compute)? * n + 2.0 * self.parameters.n_parameters() as f64)
+        Ok(self.criteria(self.score(x, compute)?, x.n_rows).1)
+    }
+
+    /// `(BIC, AIC)` of `n` rows whose average log-likelihood is `score`, without another E-step.
+    pub fn criteria(&self, score: f64, n: usize) -> (f64, f64) {
+        let (n, p) = (n as f64, self.parameters.n_parameters() as f64);
+        (-2.0 * score * n + p * n.ln(), -2.0 * score * n + 2.0 * p)
     }
 
     /// Draws `n` points with their components (rows grouped by component, as in scikit-learn).

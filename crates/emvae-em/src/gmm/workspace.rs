@@ -44,6 +44,8 @@ pub(crate) struct Workspace {
     pub k: usize,
     /// The data mean; everything on the device is centred on it.
     pub center: Vec<f64>,
+    /// The data's variance per feature.
+    pub variance: Vec<f64>,
     /// Variances below these (per feature) are rounding error: `10 d eps` times the data's variance.
     pub variance_floor: Vec<f64>,
     /// Centred `X` in row chunks, `[c, d]`.
@@ -150,6 +152,7 @@ impl Workspace {
             d,
             k,
             center,
+            variance,
             variance_floor,
             x: chunks,
             phi: None,
