@@ -106,9 +106,12 @@ pub fn diagnose(
     let s = opts.elbo_samples.max(1);
     let (mut elbo, mut rec, mut kl) = (0.0, 0.0, 0.0);
     let mut kl_dims: Option<Vec<f64>> = None;
+    let (mut mean, mut log_var) = (Vec::new(), Vec::new());
     for (c, rows) in chunks(n, 512).into_iter().enumerate() {
         let x = data.tensor(&rows, 0, device);
         let q = source.posterior(model, &rows, x.clone());
+        mean.extend(tensor_to_vec(q.mean.clone()));
+        log_var.extend(tensor_to_vec(q.log_var.clone()));
         let latent = q.mean.dims()[1];
         let eps = normal_noise(
             s * rows.len(),
@@ -128,7 +131,6 @@ pub fn diagnose(
             acc.iter_mut().zip(sums).for_each(|(a, v)| *a += v);
         }
     }
-    let (mean, log_var) = encode_all(model, data, source, device);
     let latent = mean.len() / n.max(1);
     let mut variance = vec![0.0; latent];
     for l in 0..latent {

@@ -613,9 +613,17 @@ impl Trainer {
         observer.on_epoch(&record, self).map_err(VaeError::Observer)
     }
 
+    /// The data diagnostics are measured on: the held-out rows, else the training rows (binarised once).
+    fn eval_data(&self) -> std::borrow::Cow<'_, VaeData> {
+        match &self.test {
+            Some(test) => std::borrow::Cow::Borrowed(test),
+            None => std::borrow::Cow::Owned(self.train.fixed(0)),
+        }
+    }
+
     /// Diagnostics on the held-out data (or the training data), with IW-NLL at `iw_samples`.
     pub fn evaluate(&self, iw_samples: Option<usize>) -> Result<Diagnostics, VaeError> {
-        let data = self.test.clone().unwrap_or_else(|| self.train.fixed(0));
+        let data = self.eval_data();
         let source = self.posterior_source(&data);
         let plain = self.device.clone().without_autodiff();
         let model = self.model.valid();
@@ -649,7 +657,7 @@ impl Trainer {
         let gap = if self.config.eval.amortization_gap
             && self.config.estep.strategy != Strategy::NonAmortized
         {
-            let data = self.test.clone().unwrap_or_else(|| self.train.fixed(0));
+            let data = self.eval_data();
             Some(amortization_gap(
                 &self.model,
                 &data,
