@@ -68,7 +68,7 @@ struct Observer<'a> {
     progress: Progress,
 }
 
-impl TrainObserver for Observer<'_> {
+impl TrainObserver<Vae> for Observer<'_> {
     fn on_step(&mut self, state: &TrainState) {
         if self.progress.is_drawn() {
             let s = &state.sums;

@@ -345,6 +345,9 @@ pub enum LrSchedule {
     Step,
     /// Burda et al. 2015: `lr 10^(-i/7)` for `3^i` epochs, `i = 0..7` (3280 epochs in all).
     Burda,
+    /// Validation-driven (He et al. 2019): multiply by `lr_decay` when the held-out loss (negative
+    /// ELBO) has not improved for `patience` evaluations; stop after `max_decays` decays.
+    Plateau,
 }
 
 fn default_epochs() -> usize {
@@ -395,6 +398,19 @@ pub struct TrainConfig {
     pub lr_decay: f64,
     #[serde(default)]
     pub lr_milestones: Vec<usize>,
+    /// Plateau schedule: evaluations without improvement before the rate is decayed.
+    #[serde(default = "default_patience")]
+    pub patience: usize,
+    /// Plateau schedule: training stops at this many decays (early stopping).
+    #[serde(default = "default_max_decays")]
+    pub max_decays: usize,
+}
+
+fn default_patience() -> usize {
+    2
+}
+fn default_max_decays() -> usize {
+    5
 }
 
 impl Default for TrainConfig {
@@ -411,6 +427,8 @@ impl Default for TrainConfig {
             lr_schedule: LrSchedule::default(),
             lr_decay: default_lr_decay(),
             lr_milestones: Vec::new(),
+            patience: default_patience(),
+            max_decays: default_max_decays(),
         }
     }
 }
@@ -482,7 +500,7 @@ pub struct VaeConfig {
     pub eval: EvalConfig,
 }
 
-fn positive(key: &str, v: f64) -> Result<(), InvalidParam> {
+pub(crate) fn positive(key: &str, v: f64) -> Result<(), InvalidParam> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
@@ -493,7 +511,7 @@ fn positive(key: &str, v: f64) -> Result<(), InvalidParam> {
     }
 }
 
-fn at_least_one(key: &str, v: usize) -> Result<(), InvalidParam> {
+pub(crate) fn at_least_one(key: &str, v: usize) -> Result<(), InvalidParam> {
     if v >= 1 {
         Ok(())
     } else {
@@ -601,107 +619,134 @@ impl VaeConfig {
         if self.prior.kind == PriorKind::Mixture {
             at_least_one("prior.n_components", self.prior.n_components)?;
         }
-        let o = &self.objective;
-        at_least_one("objective.samples", o.samples)?;
-        if !(o.beta.is_finite() && o.beta >= 0.0) {
-            return Err(InvalidParam::new(
-                "objective.beta",
-                format!("must be >= 0, got {}", o.beta),
-            ));
-        }
-        if !(o.free_bits.is_finite() && o.free_bits >= 0.0) {
-            return Err(InvalidParam::new(
-                "objective.free_bits",
-                format!("must be >= 0 nats, got {}", o.free_bits),
-            ));
-        }
-        if o.kind == ObjectiveKind::Iwae {
-            let stray = if o.beta != 1.0 {
-                Some("beta")
-            } else if o.free_bits > 0.0 {
-                Some("free_bits")
-            } else if o.annealing != Annealing::None {
-                Some("annealing")
-            } else {
-                None
-            };
-            if let Some(k) = stray {
-                return Err(InvalidParam::new(
-                    format!("objective.{k}"),
-                    "the importance-weighted bound has no separate KL term to weight: use kind = \"elbo\"",
-                ));
-            }
-        }
-        if o.kl == KlEstimator::Analytic && self.prior.kind == PriorKind::Mixture {
-            return Err(InvalidParam::new(
-                "objective.kl",
-                "the KL to a mixture prior has no closed form: use \"monte_carlo\" or \"auto\"",
-            ));
-        }
-        if o.annealing != Annealing::None {
-            at_least_one("objective.anneal_steps", o.anneal_steps)?;
-            at_least_one("objective.anneal_cycles", o.anneal_cycles)?;
-            if !(o.anneal_ratio > 0.0 && o.anneal_ratio <= 1.0) {
-                return Err(InvalidParam::new(
-                    "objective.anneal_ratio",
-                    format!("must be in (0, 1], got {}", o.anneal_ratio),
-                ));
-            }
-        }
-        let e = &self.estep;
-        at_least_one("estep.inner_max_steps", e.inner_max_steps)?;
-        at_least_one("estep.inner_window", e.inner_window)?;
-        at_least_one("estep.mc_samples", e.mc_samples)?;
-        positive("estep.refine_lr", e.refine_lr)?;
-        positive("estep.posterior_lr", e.posterior_lr)?;
-        if e.strategy != Strategy::Amortized && o.kind == ObjectiveKind::Iwae {
-            return Err(InvalidParam::new(
-                "estep.strategy",
-                "the importance-weighted objective is used with the amortized strategy only",
-            ));
-        }
-        let t = &self.train;
-        at_least_one("train.epochs", t.epochs)?;
-        at_least_one("train.batch_size", t.batch_size)?;
-        positive("train.lr", t.lr)?;
-        positive("train.adam_eps", t.adam_eps)?;
-        for (i, b) in t.adam_betas.iter().enumerate() {
-            if !(0.0..1.0).contains(b) {
-                return Err(InvalidParam::new(
-                    format!("train.adam_betas[{i}]"),
-                    format!("must be in [0, 1), got {b}"),
-                ));
-            }
-        }
-        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return Err(InvalidParam::new("train.weight_decay", "must be >= 0"));
-        }
-        if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
-            return Err(InvalidParam::new(
-                "train.grad_clip",
-                "must be >= 0 (0 disables clipping)",
-            ));
-        }
-        if t.lr_schedule == LrSchedule::Step {
-            positive("train.lr_decay", t.lr_decay)?;
-            if t.lr_milestones.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(InvalidParam::new(
-                    "train.lr_milestones",
-                    "must be increasing epochs",
-                ));
-            }
-        }
-        if t.max_steps == Some(0) {
-            return Err(InvalidParam::new("train.max_steps", "must be at least 1"));
-        }
-        let ev = &self.eval;
-        at_least_one("eval.every", ev.every)?;
-        at_least_one("eval.iw_samples", ev.iw_samples)?;
-        at_least_one("eval.final_iw_samples", ev.final_iw_samples)?;
-        at_least_one("eval.gap_steps", ev.gap_steps)?;
-        positive("eval.gap_lr", ev.gap_lr)?;
-        Ok(())
+        check_training(
+            &self.objective,
+            &self.estep,
+            &self.train,
+            &self.eval,
+            self.prior.kind == PriorKind::Mixture,
+        )
     }
+}
+
+/// Validates the training settings every amortized model shares (keys relative to the model's table).
+pub fn check_training(
+    objective: &ObjectiveConfig,
+    estep: &EStepConfig,
+    train: &TrainConfig,
+    eval: &EvalConfig,
+    mixture_prior: bool,
+) -> Result<(), InvalidParam> {
+    let o = objective;
+    at_least_one("objective.samples", o.samples)?;
+    if !(o.beta.is_finite() && o.beta >= 0.0) {
+        return Err(InvalidParam::new(
+            "objective.beta",
+            format!("must be >= 0, got {}", o.beta),
+        ));
+    }
+    if !(o.free_bits.is_finite() && o.free_bits >= 0.0) {
+        return Err(InvalidParam::new(
+            "objective.free_bits",
+            format!("must be >= 0 nats, got {}", o.free_bits),
+        ));
+    }
+    if o.kind == ObjectiveKind::Iwae {
+        let stray = if o.beta != 1.0 {
+            Some("beta")
+        } else if o.free_bits > 0.0 {
+            Some("free_bits")
+        } else if o.annealing != Annealing::None {
+            Some("annealing")
+        } else {
+            None
+        };
+        if let Some(k) = stray {
+            return Err(InvalidParam::new(
+                format!("objective.{k}"),
+                "the importance-weighted bound has no separate KL term to weight: use kind = \"elbo\"",
+            ));
+        }
+    }
+    if o.kl == KlEstimator::Analytic && mixture_prior {
+        return Err(InvalidParam::new(
+            "objective.kl",
+            "the KL to a mixture prior has no closed form: use \"monte_carlo\" or \"auto\"",
+        ));
+    }
+    if o.annealing != Annealing::None {
+        at_least_one("objective.anneal_steps", o.anneal_steps)?;
+        at_least_one("objective.anneal_cycles", o.anneal_cycles)?;
+        if !(o.anneal_ratio > 0.0 && o.anneal_ratio <= 1.0) {
+            return Err(InvalidParam::new(
+                "objective.anneal_ratio",
+                format!("must be in (0, 1], got {}", o.anneal_ratio),
+            ));
+        }
+    }
+    let e = estep;
+    at_least_one("estep.inner_max_steps", e.inner_max_steps)?;
+    at_least_one("estep.inner_window", e.inner_window)?;
+    at_least_one("estep.mc_samples", e.mc_samples)?;
+    positive("estep.refine_lr", e.refine_lr)?;
+    positive("estep.posterior_lr", e.posterior_lr)?;
+    if e.strategy != Strategy::Amortized && o.kind == ObjectiveKind::Iwae {
+        return Err(InvalidParam::new(
+            "estep.strategy",
+            "the importance-weighted objective is used with the amortized strategy only",
+        ));
+    }
+    let t = train;
+    at_least_one("train.epochs", t.epochs)?;
+    at_least_one("train.batch_size", t.batch_size)?;
+    positive("train.lr", t.lr)?;
+    positive("train.adam_eps", t.adam_eps)?;
+    for (i, b) in t.adam_betas.iter().enumerate() {
+        if !(0.0..1.0).contains(b) {
+            return Err(InvalidParam::new(
+                format!("train.adam_betas[{i}]"),
+                format!("must be in [0, 1), got {b}"),
+            ));
+        }
+    }
+    if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+        return Err(InvalidParam::new("train.weight_decay", "must be >= 0"));
+    }
+    if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
+        return Err(InvalidParam::new(
+            "train.grad_clip",
+            "must be >= 0 (0 disables clipping)",
+        ));
+    }
+    if t.lr_schedule == LrSchedule::Plateau {
+        if !(t.lr_decay > 0.0 && t.lr_decay < 1.0) {
+            return Err(InvalidParam::new(
+                "train.lr_decay",
+                format!("the plateau schedule needs a decay in (0, 1), got {}", t.lr_decay),
+            ));
+        }
+        at_least_one("train.patience", t.patience)?;
+        at_least_one("train.max_decays", t.max_decays)?;
+    }
+    if t.lr_schedule == LrSchedule::Step {
+        positive("train.lr_decay", t.lr_decay)?;
+        if t.lr_milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(InvalidParam::new(
+                "train.lr_milestones",
+                "must be increasing epochs",
+            ));
+        }
+    }
+    if t.max_steps == Some(0) {
+        return Err(InvalidParam::new("train.max_steps", "must be at least 1"));
+    }
+    let ev = eval;
+    at_least_one("eval.every", ev.every)?;
+    at_least_one("eval.iw_samples", ev.iw_samples)?;
+    at_least_one("eval.final_iw_samples", ev.final_iw_samples)?;
+    at_least_one("eval.gap_steps", ev.gap_steps)?;
+    positive("eval.gap_lr", ev.gap_lr)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -746,5 +791,33 @@ mod tests {
         c.objective.kind = ObjectiveKind::Iwae;
         c.objective.free_bits = 0.5;
         assert_eq!(c.check().unwrap_err().key, "objective.free_bits");
+    }
+}
+
+impl crate::amortized::ModelConfig for VaeConfig {
+    fn objective(&self) -> &ObjectiveConfig {
+        &self.objective
+    }
+    fn estep(&self) -> &EStepConfig {
+        &self.estep
+    }
+    fn train(&self) -> &TrainConfig {
+        &self.train
+    }
+    fn eval(&self) -> &EvalConfig {
+        &self.eval
+    }
+    fn latent_dim(&self) -> usize {
+        VaeConfig::latent_dim(self)
+    }
+    fn mixture_prior(&self) -> bool {
+        self.prior.kind == PriorKind::Mixture
+    }
+    fn architecture(&self) -> String {
+        serde_json::to_string(&(&self.encoder, &self.decoder, &self.likelihood, &self.prior))
+            .expect("configs serialise")
+    }
+    fn check(&self) -> Result<(), InvalidParam> {
+        VaeConfig::check(self)
     }
 }

@@ -5,7 +5,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use emvae_core::data::Matrix;
 use emvae_core::rng::rng_for;
 use rand::Rng as _;
-use rand::seq::SliceRandom;
 
 /// How the rows are binarised when batched.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,13 +75,6 @@ impl VaeData {
         )
     }
 
-    /// The visiting order of epoch `epoch`: a permutation drawn from `seed` and the epoch.
-    pub fn order(&self, seed: u64, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.n).collect();
-        order.shuffle(&mut rng_for(seed, b"epoch-order", epoch));
-        order
-    }
-
     pub fn values(&self) -> &[f32] {
         &self.values
     }
@@ -107,4 +99,28 @@ pub fn normal_noise(
         })
         .collect();
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
+impl crate::amortized::TrainData for VaeData {
+    type Batch = Tensor<2>;
+
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn batch(&self, rows: &[usize], epoch: u64, device: &Device) -> Tensor<2> {
+        self.tensor(rows, epoch, device)
+    }
+
+    fn for_evaluation(&self) -> Self {
+        self.fixed(0)
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        (self.n, self.d)
+    }
+
+    fn row_cost(&self) -> usize {
+        self.d
+    }
 }

@@ -5,12 +5,12 @@ use burn::tensor::{Device, Tensor};
 use emvae_core::tensor::{log_sum_exp, tensor_to_vec};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{VaeData, normal_noise};
+use crate::amortized::{AmortizedModel, TrainData};
+use crate::data::normal_noise;
 use crate::guide::{LN_2PI, Posterior};
 use crate::inference::PosteriorSource;
 use crate::objective::{ObjectiveSpec, batch_terms};
 use crate::refine::{Refinement, Rule, optimise_posteriors};
-use crate::vae::Vae;
 
 /// Threshold of Burda et al. 2015 for an active unit: `Cov_x(E_q[z_l | x]) >= 0.01`.
 pub const ACTIVE_UNIT_THRESHOLD: f64 = 0.01;
@@ -69,16 +69,16 @@ impl Default for DiagnoseOptions {
 }
 
 /// Posteriors of all rows, computed in chunks: `(mean, log_var)` host, row-major `[n, latent]`.
-pub fn encode_all(
-    model: &Vae,
-    data: &VaeData,
+pub fn encode_all<M: AmortizedModel>(
+    model: &M,
+    data: &M::Data,
     source: &PosteriorSource,
     device: &Device,
 ) -> (Vec<f64>, Vec<f64>) {
     let mut mean = Vec::new();
     let mut log_var = Vec::new();
-    for rows in chunks(data.n, 1024) {
-        let q = source.posterior(model, &rows, data.tensor(&rows, 0, device));
+    for rows in chunks(data.len(), 1024) {
+        let q = source.posterior(model, &rows, &data.batch(&rows, 0, device), device);
         mean.extend(tensor_to_vec(q.mean));
         log_var.extend(tensor_to_vec(q.log_var));
     }
@@ -95,21 +95,21 @@ pub(crate) fn chunks(n: usize, size: usize) -> Vec<Vec<usize>> {
 
 /// Everything but the amortization gap, for `model` on a plain (non-autodiff) device, with posteriors
 /// from `source`.
-pub fn diagnose(
-    model: &Vae,
-    data: &VaeData,
+pub fn diagnose<M: AmortizedModel>(
+    model: &M,
+    data: &M::Data,
     source: &PosteriorSource,
     device: &Device,
     opts: DiagnoseOptions,
 ) -> Diagnostics {
-    let n = data.n;
+    let n = data.len();
     let s = opts.elbo_samples.max(1);
     let (mut elbo, mut rec, mut kl) = (0.0, 0.0, 0.0);
     let mut kl_dims: Option<Vec<f64>> = None;
     let (mut mean, mut log_var) = (Vec::new(), Vec::new());
     for (c, rows) in chunks(n, 512).into_iter().enumerate() {
-        let x = data.tensor(&rows, 0, device);
-        let q = source.posterior(model, &rows, x.clone());
+        let x = data.batch(&rows, 0, device);
+        let q = source.posterior(model, &rows, &x, device);
         mean.extend(tensor_to_vec(q.mean.clone()));
         log_var.extend(tensor_to_vec(q.log_var.clone()));
         let latent = q.mean.dims()[1];
@@ -121,7 +121,7 @@ pub fn diagnose(
             c as u64,
             device,
         );
-        let t = batch_terms(model, &q, x, eps, &ObjectiveSpec::elbo(s));
+        let t = batch_terms(model, &q, &x, eps, &ObjectiveSpec::elbo(s));
         elbo += tensor_to_vec(t.bound.sum())[0];
         rec += tensor_to_vec(t.rec.sum())[0];
         kl += tensor_to_vec(t.kl.sum())[0];
@@ -230,9 +230,9 @@ fn index(rows: &[usize], device: &Device) -> Tensor<1, burn::tensor::Int> {
 }
 
 /// The importance-weighted NLL with `k` samples per point from the posteriors of `source`.
-pub fn iw_nll(
-    model: &Vae,
-    data: &VaeData,
+pub fn iw_nll<M: AmortizedModel>(
+    model: &M,
+    data: &M::Data,
     source: &PosteriorSource,
     k: usize,
     seed: u64,
@@ -249,29 +249,44 @@ pub fn iw_nll(
     }
 }
 
+/// Values a decoder evaluation may hold at once in [`iw_log_likelihoods`].
+const IW_BUDGET: usize = 1 << 22;
+
 /// `log 1/K sum_k p(x_i, z_k) / q(z_k | x_i)` for every row.
-pub fn iw_log_likelihoods(
-    model: &Vae,
-    data: &VaeData,
+///
+/// Rows are taken in chunks, and the `K` samples of a chunk in blocks, so that a decoder evaluation
+/// holds about [`IW_BUDGET`] values; blocks are combined in log space.
+pub fn iw_log_likelihoods<M: AmortizedModel>(
+    model: &M,
+    data: &M::Data,
     source: &PosteriorSource,
     k: usize,
     seed: u64,
     device: &Device,
 ) -> Vec<f64> {
-    let latent = model.prior.latent_dim;
-    // Rows per chunk so that the [K * rows, data] decoder output stays near 4M values.
-    let rows_per_chunk = ((1 << 22) / (k * data.d.max(latent)).max(1)).max(1);
-    let mut out = Vec::with_capacity(data.n);
-    for (c, rows) in chunks(data.n, rows_per_chunk).into_iter().enumerate() {
+    let latent = model.prior().latent_dim;
+    let cost = data.row_cost().max(latent).max(1);
+    let rows_per_chunk = (IW_BUDGET / (k * cost).max(1)).max(1);
+    let block = (IW_BUDGET / cost).clamp(1, k);
+    let mut out = Vec::with_capacity(data.len());
+    for (c, rows) in chunks(data.len(), rows_per_chunk).into_iter().enumerate() {
         let b = rows.len();
-        let x = data.tensor(&rows, 0, device);
-        let q: Posterior = source.posterior(model, &rows, x.clone());
+        let x = data.batch(&rows, 0, device);
+        let q: Posterior = source.posterior(model, &rows, &x, device);
         let eps = normal_noise(k * b, latent, seed, b"diagnose-iw", c as u64, device);
-        let z = q.sample(eps.clone(), k);
-        let params = model.decoder.forward(z.clone());
-        let log_lik = model.decoder.log_prob(&params, x.repeat_dim(0, k));
-        let log_w =
-            (log_lik + model.prior.log_prob(z) - q.log_prob_of_noise(eps, k)).reshape([k, b]);
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < k {
+            let s = block.min(k - start);
+            let e = eps.clone().slice([start * b..(start + s) * b, 0..latent]);
+            let z = q.sample(e.clone(), s);
+            let log_lik = model.log_likelihood(&x, z.clone(), s);
+            parts.push(
+                (log_lik + model.prior().log_prob(z) - q.log_prob_of_noise(e, s)).reshape([s, b]),
+            );
+            start += s;
+        }
+        let log_w = Tensor::cat(parts, 0);
         let bound = log_sum_exp(log_w, 0).sub_scalar((k as f64).ln());
         out.extend(tensor_to_vec(bound));
     }
@@ -281,9 +296,9 @@ pub fn iw_log_likelihoods(
 /// The amortization gap: mean ELBO with posteriors optimised per point (Adam, `steps` steps from the
 /// encoder's) minus the encoder's mean ELBO, both with `samples` samples. `model` on an autodiff
 /// device. Returns `(encoder_elbo, optimised_elbo)`.
-pub fn amortization_gap(
-    model: &Vae,
-    data: &VaeData,
+pub fn amortization_gap<M: AmortizedModel>(
+    model: &M,
+    data: &M::Data,
     steps: usize,
     lr: f64,
     samples: usize,
@@ -291,9 +306,9 @@ pub fn amortization_gap(
     device: &Device,
 ) -> (f64, f64) {
     let (mut enc, mut opt) = (0.0, 0.0);
-    for (c, rows) in chunks(data.n, 512).into_iter().enumerate() {
-        let x = data.tensor(&rows, 0, device);
-        let q = model.encoder.forward(x.clone()).detach();
+    for (c, rows) in chunks(data.len(), 512).into_iter().enumerate() {
+        let x = data.batch(&rows, 0, device);
+        let q = model.posterior(&x).detach();
         let refinement = Refinement {
             steps,
             rule: Rule::Adam { lr },
@@ -301,7 +316,7 @@ pub fn amortization_gap(
             seed,
             stream: b"gap",
         };
-        let refined = optimise_posteriors(model, x.clone(), q.clone(), refinement);
+        let refined = optimise_posteriors(model, &x, q.clone(), refinement);
         let latent = q.mean.dims()[1];
         let spec = ObjectiveSpec::elbo(samples);
         let eval = |post: &Posterior| {
@@ -313,10 +328,10 @@ pub fn amortization_gap(
                 c as u64,
                 device,
             );
-            tensor_to_vec(batch_terms(model, post, x.clone(), eps, &spec).bound.sum())[0]
+            tensor_to_vec(batch_terms(model, post, &x, eps, &spec).bound.sum())[0]
         };
         enc += eval(&q);
         opt += eval(&refined);
     }
-    (enc / data.n as f64, opt / data.n as f64)
+    (enc / data.len() as f64, opt / data.len() as f64)
 }

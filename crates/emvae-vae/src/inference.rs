@@ -8,8 +8,7 @@ use emvae_core::tensor::tensor_to_vec;
 use rand::Rng as _;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::config::VaeConfig;
-use crate::data::VaeData;
+use crate::amortized::{AmortizedModel, ModelConfig, TrainData};
 use crate::diagnostics::chunks;
 use crate::guide::Posterior;
 use crate::model::Prior;
@@ -30,24 +29,29 @@ pub enum PosteriorSource {
 }
 
 impl PosteriorSource {
-    /// The posterior of `rows` (whose data are `x`), on `x`'s device.
-    pub fn posterior(&self, model: &Vae, rows: &[usize], x: Tensor<2>) -> Posterior {
+    /// The posterior of `rows` (whose batch is `x`), on `device` (`x`'s).
+    pub fn posterior<M: AmortizedModel>(
+        &self,
+        model: &M,
+        rows: &[usize],
+        x: &M::Batch,
+        device: &Device,
+    ) -> Posterior {
         match self {
-            PosteriorSource::Encoder => model.encoder.forward(x),
+            PosteriorSource::Encoder => model.posterior(x),
             PosteriorSource::Given {
                 mean,
                 log_var,
                 latent,
             } => {
                 let l = *latent;
-                let device = x.device();
                 let pick = |v: &[f64]| -> Vec<f32> {
                     rows.iter()
                         .flat_map(|&r| v[r * l..(r + 1) * l].iter().map(|&a| a as f32))
                         .collect()
                 };
                 let t =
-                    |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [rows.len(), l]), &device);
+                    |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [rows.len(), l]), device);
                 Posterior {
                     mean: t(pick(mean)),
                     log_var: t(pick(log_var)),
@@ -59,32 +63,32 @@ impl PosteriorSource {
 
 /// Posteriors of `data` for a model without an encoder (non-amortized): each row's ELBO maximised by
 /// Adam (`eval.gap_lr`, `eval.gap_steps` steps) from the prior N(0, I). `device` must be autodiff.
-pub fn held_out_posteriors(
-    model: &Vae,
-    config: &VaeConfig,
-    data: &VaeData,
+pub fn held_out_posteriors<M: AmortizedModel>(
+    model: &M,
+    config: &M::Config,
+    data: &M::Data,
     seed: u64,
     device: &Device,
 ) -> PosteriorSource {
     let l = config.latent_dim();
     let (mut mean, mut log_var) = (Vec::new(), Vec::new());
-    for (c, rows) in chunks(data.n, 1024).into_iter().enumerate() {
-        let x = data.tensor(&rows, 0, device);
+    for (c, rows) in chunks(data.len(), 1024).into_iter().enumerate() {
+        let x = data.batch(&rows, 0, device);
         let zeros = || Tensor::<2>::zeros([rows.len(), l], device);
         let init = Posterior {
             mean: zeros(),
             log_var: zeros(),
         };
         let refinement = Refinement {
-            steps: config.eval.gap_steps,
+            steps: config.eval().gap_steps,
             rule: Rule::Adam {
-                lr: config.eval.gap_lr,
+                lr: config.eval().gap_lr,
             },
-            samples: config.objective.samples,
+            samples: config.objective().samples,
             seed: emvae_core::rng::derive_seed(seed, b"held-out", c as u64),
             stream: b"held-out",
         };
-        let q = optimise_posteriors(model, x, init, refinement);
+        let q = optimise_posteriors(model, &x, init, refinement);
         mean.extend(tensor_to_vec(q.mean));
         log_var.extend(tensor_to_vec(q.log_var));
     }

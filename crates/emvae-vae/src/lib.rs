@@ -8,6 +8,7 @@
 //! EM) and resumable checkpoints; [`diagnostics`] measures what a VAE learned (ELBO terms, active units,
 //! mutual information, importance-weighted NLL, amortization gap).
 
+pub mod amortized;
 pub mod config;
 pub mod data;
 pub mod diagnostics;
@@ -22,6 +23,7 @@ pub mod schedule;
 pub mod train;
 pub mod vae;
 
+pub use amortized::{AmortizedModel, ModelConfig, TrainData};
 pub use config::VaeConfig;
 pub use error::VaeError;
 pub use vae::Vae;

@@ -8,7 +8,7 @@ use emvae_core::rng::Rng;
 use emvae_core::tensor::log_sum_exp;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::config::{GaussianVariance, LikelihoodKind, PriorKind, VaeConfig};
+use crate::config::{GaussianVariance, LikelihoodKind, PriorConfig, PriorKind, VaeConfig};
 use crate::guide::LN_2PI;
 use crate::nn::{Mlp, linear, param};
 
@@ -197,11 +197,15 @@ pub struct Prior {
 
 impl Prior {
     pub fn new(config: &VaeConfig, rng: &mut Rng, device: &Device) -> Self {
-        let l = config.latent_dim();
-        let mixture = match config.prior.kind {
+        Self::from_config(&config.prior, config.latent_dim(), rng, device)
+    }
+
+    /// The prior of `prior` over `l` latent dimensions (mixture components drawn from `rng`).
+    pub fn from_config(prior: &PriorConfig, l: usize, rng: &mut Rng, device: &Device) -> Self {
+        let mixture = match prior.kind {
             PriorKind::StandardNormal => None,
             PriorKind::Mixture => {
-                let k = config.prior.n_components;
+                let k = prior.n_components;
                 let means = (0..k * l)
                     .map(|_| {
                         let v: f64 = StandardNormal.sample(rng);
@@ -213,7 +217,7 @@ impl Prior {
                     means: param(means, [k, l], device),
                     log_vars: param(vec![0.0; k * l], [k, l], device),
                 };
-                Some(if config.prior.learnable {
+                Some(if prior.learnable {
                     m
                 } else {
                     m.no_grad()

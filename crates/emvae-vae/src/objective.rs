@@ -12,8 +12,8 @@ use burn::tensor::Tensor;
 use emvae_core::tensor::log_sum_exp;
 
 use crate::config::{KlEstimator, ObjectiveKind};
+use crate::amortized::AmortizedModel;
 use crate::guide::Posterior;
-use crate::vae::Vae;
 
 /// Settings of the objective for one step.
 #[derive(Debug, Clone, Copy)]
@@ -70,28 +70,26 @@ fn mean_over_samples(v: Tensor<1>, samples: usize) -> Tensor<1> {
     v.reshape([samples, n]).mean_dim(0).reshape([n])
 }
 
-/// The objective's terms for rows `x` `[batch, data]` with posterior `q` and standard-normal noise
-/// `eps` `[samples * batch, latent]`.
-pub fn batch_terms(
-    model: &Vae,
+/// The objective's terms for the batch `x` with posterior `q` (one row per data point) and
+/// standard-normal noise `eps` `[samples * batch, latent]`.
+pub fn batch_terms<M: AmortizedModel>(
+    model: &M,
     q: &Posterior,
-    x: Tensor<2>,
+    x: &M::Batch,
     eps: Tensor<2>,
     spec: &ObjectiveSpec,
 ) -> BatchTerms {
     let s = spec.samples;
-    let batch = x.dims()[0];
+    let batch = q.mean.dims()[0];
     let z = q.sample(eps.clone(), s);
-    let params = model.decoder.forward(z.clone());
-    let x_rep = if s == 1 { x } else { x.repeat_dim(0, s) };
-    let log_lik = model.decoder.log_prob(&params, x_rep);
+    let log_lik = model.log_likelihood(x, z.clone(), s);
     let analytic = match spec.kl {
         KlEstimator::Analytic => true,
         KlEstimator::MonteCarlo => false,
-        KlEstimator::Auto => model.prior.is_standard_normal(),
+        KlEstimator::Auto => model.prior().is_standard_normal(),
     };
     let log_q = || q.log_prob_of_noise(eps.clone(), s);
-    let log_p = || model.prior.log_prob(z.clone());
+    let log_p = || model.prior().log_prob(z.clone());
     let rec = mean_over_samples(log_lik.clone(), s);
     let (kl, kl_per_dim) = if analytic {
         let per_dim = analytic_kl(q);

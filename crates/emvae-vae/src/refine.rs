@@ -2,13 +2,12 @@
 //! semi-amortized refinement (Kim et al. 2018), held-out posteriors of the non-amortized strategy, and
 //! the amortization gap.
 
-use burn::module::Module;
 use burn::tensor::Tensor;
 
+use crate::amortized::AmortizedModel;
 use crate::data::normal_noise;
 use crate::guide::Posterior;
 use crate::objective::{ObjectiveSpec, batch_terms};
-use crate::vae::Vae;
 
 /// The update rule of the refinement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,12 +30,17 @@ pub struct Refinement {
     pub stream: &'static [u8],
 }
 
-/// Maximises `sum_i ELBO_i(mean_i, log_var_i)` over the posteriors of rows `x` by `r.steps` updates
-/// from `init`.
+/// Maximises `sum_i ELBO_i(mean_i, log_var_i)` over the posteriors of the rows of `x` by `r.steps`
+/// updates from `init`.
 ///
 /// `model` must live on an autodiff device; its parameters receive no update (it is used through a
-/// gradient-free copy). Returns posteriors on `x`'s device, detached.
-pub fn optimise_posteriors(model: &Vae, x: Tensor<2>, init: Posterior, r: Refinement) -> Posterior {
+/// gradient-free copy). Returns posteriors on `init`'s device, detached.
+pub fn optimise_posteriors<M: AmortizedModel>(
+    model: &M,
+    x: &M::Batch,
+    init: Posterior,
+    r: Refinement,
+) -> Posterior {
     let Refinement {
         steps,
         rule,
@@ -45,7 +49,7 @@ pub fn optimise_posteriors(model: &Vae, x: Tensor<2>, init: Posterior, r: Refine
         stream,
     } = r;
     let fixed = model.clone().no_grad();
-    let device = x.device();
+    let device = init.mean.device();
     let mut mean = init.mean.detach().inner();
     let mut log_var = init.log_var.detach().inner();
     let [rows, latent] = mean.dims();
@@ -59,7 +63,7 @@ pub fn optimise_posteriors(model: &Vae, x: Tensor<2>, init: Posterior, r: Refine
             log_var: lv.clone(),
         };
         let eps = normal_noise(samples * rows, latent, seed, stream, t as u64, &device);
-        let terms = batch_terms(&fixed, &q, x.clone(), eps, &spec);
+        let terms = batch_terms(&fixed, &q, x, eps, &spec);
         let grads = terms.bound.sum().neg().backward();
         let (Some(gm), Some(gl)) = (m.grad(&grads), lv.grad(&grads)) else {
             break;

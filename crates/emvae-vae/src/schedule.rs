@@ -23,7 +23,8 @@ pub fn beta_at(o: &ObjectiveConfig, step: u64) -> f64 {
 /// Learning rate during epoch `epoch` (0-based).
 pub fn lr_at(t: &TrainConfig, epoch: u64) -> f64 {
     match t.lr_schedule {
-        LrSchedule::Constant => t.lr,
+        // The plateau schedule's decays depend on the held-out loss; the trainer applies them.
+        LrSchedule::Constant | LrSchedule::Plateau => t.lr,
         LrSchedule::Step => {
             let passed = t
                 .lr_milestones

@@ -17,8 +17,9 @@ use emvae_core::tensor::tensor_to_vec;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ObjectiveKind, Proposal, Strategy, VaeConfig};
-use crate::data::{VaeData, normal_noise};
+use crate::amortized::{AmortizedModel, ModelConfig, TrainData};
+use crate::config::{LrSchedule, ObjectiveKind, Proposal, Strategy};
+use crate::data::normal_noise;
 use crate::diagnostics::{DiagnoseOptions, Diagnostics, amortization_gap, diagnose};
 use crate::error::VaeError;
 use crate::guide::Posterior;
@@ -27,6 +28,9 @@ use crate::objective::{BatchTerms, ObjectiveSpec, batch_terms};
 use crate::refine::{Refinement, Rule, optimise_posteriors};
 use crate::schedule::{beta_at, lr_at};
 use crate::vae::Vae;
+
+/// The trainer of the MLP VAE ([`Vae`]).
+pub type Trainer = AmortizedTrainer<Vae>;
 
 /// Format tag of checkpoints.
 pub const CHECKPOINT_FORMAT: &str = "emvae.vae.checkpoint.v1";
@@ -43,6 +47,9 @@ pub struct EpochSums {
     pub rows: u64,
     pub batches: u64,
     pub seconds: f64,
+    /// Throughput units (examples, or tokens for text) processed.
+    #[serde(default)]
+    pub units: u64,
 }
 
 /// Counters of the loop.
@@ -63,7 +70,26 @@ pub struct TrainState {
     pub seconds: f64,
     /// Training rows processed so far (minibatch rows; aggressive inner steps not counted).
     pub rows: u64,
+    /// Throughput units (examples, or tokens for text) processed so far.
+    #[serde(default)]
+    pub units: u64,
     pub finished: bool,
+    /// The best held-out loss (negative ELBO) seen at an evaluation.
+    #[serde(default)]
+    pub best_loss: Option<f64>,
+    /// Plateau schedule: evaluations since the last improvement.
+    #[serde(default)]
+    pub bad_evals: u32,
+    /// Plateau schedule: decays of the learning rate so far.
+    #[serde(default)]
+    pub decays: u32,
+    /// Plateau schedule: the factor on the configured learning rate.
+    #[serde(default = "one")]
+    pub lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// One line of `metrics.jsonl`: an epoch (or the partial epoch where `max_steps` ended training).
@@ -80,8 +106,17 @@ pub struct EpochRecord {
     pub lr: f64,
     pub seconds: f64,
     pub examples_per_second: f64,
+    /// Throughput in the data's units (tokens per second for text), where they are not examples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units_per_second: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggressive: Option<bool>,
+    /// At a held-out evaluation: whether this is the best model so far (lowest held-out loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<bool>,
+    /// Training stopped here because the held-out loss stopped improving (plateau schedule).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_stop: bool,
     /// Diagnostics on the held-out data (the training data when none is held out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval: Option<Diagnostics>,
@@ -96,20 +131,20 @@ pub enum Outcome {
 }
 
 /// Sees the loop's progress; returning an error stops training.
-pub trait TrainObserver {
+pub trait TrainObserver<M: AmortizedModel> {
     fn on_step(&mut self, _state: &TrainState) {}
     fn on_epoch(
         &mut self,
         record: &EpochRecord,
-        trainer: &Trainer,
+        trainer: &AmortizedTrainer<M>,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
-impl TrainObserver for () {
+impl<M: AmortizedModel> TrainObserver<M> for () {
     fn on_epoch(
         &mut self,
         _: &EpochRecord,
-        _: &Trainer,
+        _: &AmortizedTrainer<M>,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
     }
@@ -193,14 +228,8 @@ struct CheckpointMeta {
 }
 
 /// A fingerprint of the model's architecture (what its parameters' shapes depend on).
-pub fn model_fingerprint(config: &VaeConfig) -> String {
-    let text = serde_json::to_string(&(
-        &config.encoder,
-        &config.decoder,
-        &config.likelihood,
-        &config.prior,
-    ))
-    .expect("configs serialise");
+pub fn model_fingerprint<C: ModelConfig>(config: &C) -> String {
+    let text = config.architecture();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);
@@ -238,7 +267,7 @@ impl ModuleVisitor for GradScale<'_> {
 }
 
 /// Clips the global norm of `grads` (over `model`'s parameters) to `max_norm`.
-fn clip_global_norm(grads: &mut GradientsParams, model: &Vae, max_norm: f64) {
+fn clip_global_norm<M: Module>(grads: &mut GradientsParams, model: &M, max_norm: f64) {
     let mut norm = GradNorm { grads, total: 0.0 };
     model.visit(&mut norm);
     let total = norm.total.sqrt();
@@ -267,24 +296,25 @@ fn metrics_of(terms: &BatchTerms) -> StepMetrics {
     )
 }
 
-/// Trains a [`Vae`].
-pub struct Trainer {
-    pub config: VaeConfig,
+/// Trains any [`AmortizedModel`]: the one loop, objective set, diagnostics and checkpoint format of
+/// every amortized model.
+pub struct AmortizedTrainer<M: AmortizedModel> {
+    pub config: M::Config,
     pub seed: u64,
     /// The autodiff device training runs on.
     pub device: Device,
-    pub model: Vae,
+    pub model: M,
     optim: ModuleOptimizer,
     pub state: TrainState,
-    pub train: VaeData,
+    pub train: M::Data,
     /// Held-out data (binarised once).
-    pub test: Option<VaeData>,
+    pub test: Option<M::Data>,
     pub local: Option<LocalPosteriors>,
 }
 
-impl Trainer {
-    fn optimizer(config: &VaeConfig) -> ModuleOptimizer {
-        let t = &config.train;
+impl<M: AmortizedModel> AmortizedTrainer<M> {
+    fn optimizer(config: &M::Config) -> ModuleOptimizer {
+        let t = config.train();
         let mut adam = AdamConfig::new()
             .with_beta_1(t.adam_betas[0] as f32)
             .with_beta_2(t.adam_betas[1] as f32)
@@ -295,56 +325,18 @@ impl Trainer {
         adam.init()
     }
 
-    /// Checks that the data suit the model (`key`s relative to `[vae]`).
-    pub fn check_data(config: &VaeConfig, train: &VaeData) -> Result<(), VaeError> {
-        let d = config.data_dim();
-        if train.d != d {
-            return Err(emvae_core::config::InvalidParam::new(
-                "encoder.sizes[0]",
-                format!(
-                    "the data have {} columns but the encoder takes {d}",
-                    train.d
-                ),
-            )
-            .into());
-        }
-        if let Some(v) = config.likelihood.n_categories
-            && let Some(bad) = train
-                .values()
-                .iter()
-                .find(|&&x| x < 0.0 || x >= v as f32 || x.fract() != 0.0)
-        {
-            return Err(emvae_core::config::InvalidParam::new(
-                "likelihood.n_categories",
-                format!(
-                    "categorical data must hold category ids 0..{}, found {bad}",
-                    v - 1
-                ),
-            )
-            .into());
-        }
-        if config.likelihood.kind == crate::config::LikelihoodKind::Bernoulli
-            && let Some(bad) = train.values().iter().find(|&&x| !(0.0..=1.0).contains(&x))
-        {
-            return Err(emvae_core::config::InvalidParam::new(
-                "likelihood.kind",
-                format!(
-                    "a Bernoulli likelihood needs data in [0, 1] (binarise with data.binarize, or scale with \
-                     data.scale); found {bad}"
-                ),
-            )
-            .into());
-        }
-        Ok(())
+    /// Checks that the data suit the model (keys relative to the model's table).
+    pub fn check_data(config: &M::Config, train: &M::Data) -> Result<(), VaeError> {
+        M::check_data(config, train)
     }
 
     /// A new run: a freshly initialised model on `device` (an autodiff device).
     pub fn new(
-        config: VaeConfig,
+        config: M::Config,
         seed: u64,
         device: Device,
-        train: VaeData,
-        test: Option<VaeData>,
+        train: M::Data,
+        test: Option<M::Data>,
     ) -> Result<Self, VaeError> {
         config.check()?;
         Self::check_data(&config, &train)?;
@@ -353,10 +345,10 @@ impl Trainer {
         } else {
             device.autodiff()
         };
-        let model = Vae::new(&config, seed, &device);
-        let local = (config.estep.strategy == Strategy::NonAmortized)
-            .then(|| LocalPosteriors::new(train.n, config.latent_dim()));
-        let aggressive = config.estep.strategy == Strategy::Aggressive;
+        let model = M::init(&config, seed, &device);
+        let local = (config.estep().strategy == Strategy::NonAmortized)
+            .then(|| LocalPosteriors::new(train.len(), config.latent_dim()));
+        let aggressive = config.estep().strategy == Strategy::Aggressive;
         Ok(Self {
             optim: Self::optimizer(&config),
             model,
@@ -369,24 +361,29 @@ impl Trainer {
                 sums: EpochSums::default(),
                 seconds: 0.0,
                 rows: 0,
+                units: 0,
                 finished: false,
+                best_loss: None,
+                bad_evals: 0,
+                decays: 0,
+                lr_scale: 1.0,
             },
             config,
             seed,
             device,
             train,
-            test: test.map(|t| t.fixed(0)),
+            test: test.map(|t| t.for_evaluation()),
             local,
         })
     }
 
     /// Continues a run from checkpoint bytes written by [`Trainer::checkpoint_bytes`].
     pub fn resume(
-        config: VaeConfig,
+        config: M::Config,
         seed: u64,
         device: Device,
-        train: VaeData,
-        test: Option<VaeData>,
+        train: M::Data,
+        test: Option<M::Data>,
         bytes: &[u8],
     ) -> Result<Self, VaeError> {
         let mut trainer = Self::new(config, seed, device, train, test)?;
@@ -404,12 +401,11 @@ impl Trainer {
                 "it was written by a different model (encoder, decoder, likelihood or prior differ)".into(),
             ));
         }
-        if (meta.data_rows, meta.data_dim) != (trainer.train.n, trainer.train.d)
-            || meta.seed != seed
-        {
+        let (rows, width) = trainer.train.shape();
+        if (meta.data_rows, meta.data_dim) != (rows, width) || meta.seed != seed {
             return Err(VaeError::Checkpoint(format!(
-                "it was written for other data or seed ({} x {} rows, seed {}; now {} x {}, seed {seed})",
-                meta.data_rows, meta.data_dim, meta.seed, trainer.train.n, trainer.train.d
+                "it was written for other data or seed ({} x {} rows, seed {}; now {rows} x {width}, seed {seed})",
+                meta.data_rows, meta.data_dim, meta.seed
             )));
         }
         trainer.model = load_model(trainer.model, parts[1])?;
@@ -423,11 +419,12 @@ impl Trainer {
 
     /// Everything needed to resume, as one blob (written atomically by the caller).
     pub fn checkpoint_bytes(&self) -> Result<Vec<u8>, VaeError> {
+        let (data_rows, data_dim) = self.train.shape();
         let meta = CheckpointMeta {
             format: CHECKPOINT_FORMAT.into(),
             model_fingerprint: model_fingerprint(&self.config),
-            data_rows: self.train.n,
-            data_dim: self.train.d,
+            data_rows,
+            data_dim,
             seed: self.seed,
             state: self.state.clone(),
             local: self.local.clone(),
@@ -458,20 +455,20 @@ impl Trainer {
     }
 
     pub fn steps_per_epoch(&self) -> u64 {
-        self.train.n.div_ceil(self.config.train.batch_size) as u64
+        self.train.len().div_ceil(self.config.train().batch_size) as u64
     }
 
     /// Total steps of the run.
     pub fn total_steps(&self) -> u64 {
-        let by_epochs = self.steps_per_epoch() * self.config.train.epochs as u64;
+        let by_epochs = self.steps_per_epoch() * self.config.train().epochs as u64;
         self.config
-            .train
+            .train()
             .max_steps
             .map_or(by_epochs, |m| by_epochs.min(m as u64))
     }
 
     fn spec(&self) -> ObjectiveSpec {
-        let o = &self.config.objective;
+        let o = self.config.objective();
         ObjectiveSpec {
             kind: o.kind,
             samples: o.samples,
@@ -494,8 +491,8 @@ impl Trainer {
 
     fn apply(&mut self, grads: GradientsParams, lr: f64) {
         let mut grads = grads;
-        if self.config.train.grad_clip > 0.0 {
-            clip_global_norm(&mut grads, &self.model, self.config.train.grad_clip);
+        if self.config.train().grad_clip > 0.0 {
+            clip_global_norm(&mut grads, &self.model, self.config.train().grad_clip);
         }
         let model = self.model.clone();
         self.model = self.optim.step(lr, model, grads);
@@ -504,26 +501,25 @@ impl Trainer {
     /// Runs until the configured epochs or steps are done, or `stop_after` more steps have run.
     pub fn run(
         &mut self,
-        observer: &mut dyn TrainObserver,
+        observer: &mut dyn TrainObserver<M>,
         stop_after: Option<u64>,
     ) -> Result<Outcome, VaeError> {
         let total = self.total_steps();
-        let batch = self.config.train.batch_size;
+        let batch = self.config.train().batch_size;
         let mut this_session = 0u64;
-        // The epoch's visiting order, drawn once per epoch.
-        let mut order: Option<(u64, Vec<usize>)> = None;
+        // The epoch's minibatches, drawn once per epoch.
+        let mut batches: Option<(u64, Vec<Vec<usize>>)> = None;
         while !self.state.finished && self.state.step < total {
             if stop_after.is_some_and(|s| this_session >= s) {
                 return Ok(Outcome::Stopped);
             }
             let epoch = self.state.epoch;
-            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                order = Some((epoch, self.train.order(self.seed, epoch)));
+            if batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                batches = Some((epoch, self.train.epoch_batches(batch, self.seed, epoch)));
             }
-            let order = &order.as_ref().expect("drawn above").1;
-            let start = self.state.batch_in_epoch as usize * batch;
-            let rows = order[start..(start + batch).min(self.train.n)].to_vec();
-            let lr = lr_at(&self.config.train, self.state.epoch);
+            let epoch_batches = &batches.as_ref().expect("drawn above").1;
+            let rows = epoch_batches[self.state.batch_in_epoch as usize].clone();
+            let lr = self.lr();
             let t0 = Instant::now();
             let (loss, bound, rec, kl) = self.step(&rows, lr)?;
             if !loss.is_finite() {
@@ -542,6 +538,9 @@ impl Trainer {
             s.sums.rows += rows.len() as u64;
             s.sums.batches += 1;
             s.sums.seconds += seconds;
+            let units = self.train.units(&rows) as u64;
+            s.sums.units += units;
+            s.units += units;
             s.seconds += seconds;
             s.rows += rows.len() as u64;
             s.step += 1;
@@ -559,19 +558,20 @@ impl Trainer {
 
     fn finish_epoch(
         &mut self,
-        observer: &mut dyn TrainObserver,
+        observer: &mut dyn TrainObserver<M>,
         lr: f64,
         complete: bool,
     ) -> Result<(), VaeError> {
         let epoch = self.state.epoch + 1;
         let last = self.state.step == self.total_steps();
-        let eval = if epoch.is_multiple_of(self.config.eval.every as u64) || last {
-            Some(self.evaluate(Some(self.config.eval.iw_samples))?)
+        let eval = if epoch.is_multiple_of(self.config.eval().every as u64) || last {
+            Some(self.evaluate(Some(self.config.eval().iw_samples))?)
         } else {
             None
         };
+        let best = eval.as_ref().map(|d| self.track_validation(-d.elbo, epoch));
         let aggressive =
-            (self.config.estep.strategy == Strategy::Aggressive).then_some(self.state.aggressive);
+            (self.config.estep().strategy == Strategy::Aggressive).then_some(self.state.aggressive);
         if self.state.aggressive {
             // He et al. 2019: leave the aggressive phase once I(x; z) stops rising.
             let mi = match &eval {
@@ -595,11 +595,14 @@ impl Trainer {
             elbo: s.bound / rows,
             reconstruction: s.reconstruction / rows,
             kl: s.kl / rows,
-            beta: beta_at(&self.config.objective, self.state.step.saturating_sub(1)),
+            beta: beta_at(self.config.objective(), self.state.step.saturating_sub(1)),
             lr,
             seconds: s.seconds,
             examples_per_second: s.rows as f64 / s.seconds.max(1e-12),
+            units_per_second: (s.units != s.rows).then(|| s.units as f64 / s.seconds.max(1e-12)),
             aggressive,
+            best,
+            early_stop: self.state.finished && !last,
             eval,
         };
         if complete {
@@ -613,11 +616,52 @@ impl Trainer {
         observer.on_epoch(&record, self).map_err(VaeError::Observer)
     }
 
+    /// Records a held-out loss; returns whether it is the best so far. Under the plateau schedule, a
+    /// run of `patience` evaluations without improvement decays the learning rate, and the
+    /// `max_decays`-th decay ends training (He et al. 2019).
+    fn track_validation(&mut self, loss: f64, epoch: u64) -> bool {
+        let improved = self.state.best_loss.is_none_or(|b| loss < b);
+        if improved {
+            self.state.best_loss = Some(loss);
+            self.state.bad_evals = 0;
+            return true;
+        }
+        let t = self.config.train().clone();
+        if t.lr_schedule == LrSchedule::Plateau {
+            self.state.bad_evals += 1;
+            if self.state.bad_evals as usize >= t.patience {
+                self.state.bad_evals = 0;
+                self.state.decays += 1;
+                self.state.lr_scale *= t.lr_decay;
+                if self.state.decays as usize >= t.max_decays {
+                    tracing::info!(
+                        "epoch {epoch}: held-out loss stopped improving after {} learning-rate decays; stopping",
+                        self.state.decays
+                    );
+                    self.state.finished = true;
+                } else {
+                    tracing::info!(
+                        "epoch {epoch}: held-out loss {loss:.4} no better than {:.4} for {} evaluations; learning rate x{}",
+                        self.state.best_loss.unwrap_or(f64::NAN),
+                        t.patience,
+                        t.lr_decay
+                    );
+                }
+            }
+        }
+        false
+    }
+
+    /// The learning rate of the current step: the configured schedule times the plateau factor.
+    pub fn lr(&self) -> f64 {
+        lr_at(self.config.train(), self.state.epoch) * self.state.lr_scale
+    }
+
     /// The data diagnostics are measured on: the held-out rows, else the training rows (binarised once).
-    fn eval_data(&self) -> std::borrow::Cow<'_, VaeData> {
+    fn eval_data(&self) -> std::borrow::Cow<'_, M::Data> {
         match &self.test {
             Some(test) => std::borrow::Cow::Borrowed(test),
-            None => std::borrow::Cow::Owned(self.train.fixed(0)),
+            None => std::borrow::Cow::Owned(self.train.for_evaluation()),
         }
     }
 
@@ -642,8 +686,8 @@ impl Trainer {
     }
 
     /// How posteriors of `data` are obtained: the encoder, or (non-amortized) per-point optimisation.
-    pub fn posterior_source(&self, data: &VaeData) -> PosteriorSource {
-        match self.config.estep.strategy {
+    pub fn posterior_source(&self, data: &M::Data) -> PosteriorSource {
+        match self.config.estep().strategy {
             Strategy::NonAmortized => {
                 held_out_posteriors(&self.model, &self.config, data, self.seed, &self.device)
             }
@@ -653,17 +697,17 @@ impl Trainer {
 
     /// Final diagnostics: IW-NLL with `final_iw_samples`, and the amortization gap when asked for.
     pub fn final_diagnostics(&self) -> Result<(Diagnostics, Option<(f64, f64)>), VaeError> {
-        let d = self.evaluate(Some(self.config.eval.final_iw_samples))?;
-        let gap = if self.config.eval.amortization_gap
-            && self.config.estep.strategy != Strategy::NonAmortized
+        let d = self.evaluate(Some(self.config.eval().final_iw_samples))?;
+        let gap = if self.config.eval().amortization_gap
+            && self.config.estep().strategy != Strategy::NonAmortized
         {
             let data = self.eval_data();
             Some(amortization_gap(
                 &self.model,
                 &data,
-                self.config.eval.gap_steps,
-                self.config.eval.gap_lr,
-                self.config.objective.samples.max(10),
+                self.config.eval().gap_steps,
+                self.config.eval().gap_lr,
+                self.config.objective().samples.max(10),
                 self.seed,
                 &self.device,
             ))
@@ -675,15 +719,15 @@ impl Trainer {
 
     /// One optimisation step on `rows`.
     fn step(&mut self, rows: &[usize], lr: f64) -> Result<StepMetrics, VaeError> {
-        let x = self.train.tensor(rows, self.state.epoch, &self.device);
+        let x = self.train.batch(rows, self.state.epoch, &self.device);
         let b = rows.len();
         let spec = self.spec();
         let step = self.state.step;
         let strategy =
-            if self.config.estep.strategy == Strategy::Aggressive && !self.state.aggressive {
+            if self.config.estep().strategy == Strategy::Aggressive && !self.state.aggressive {
                 Strategy::Amortized
             } else {
-                self.config.estep.strategy
+                self.config.estep().strategy
             };
         match strategy {
             Strategy::Amortized | Strategy::Aggressive => {
@@ -691,11 +735,11 @@ impl Trainer {
                 if aggressive {
                     self.aggressive_encoder_updates(lr, &spec)?;
                 }
-                let q = self.model.encoder.forward(x.clone());
+                let q = self.model.posterior(&x);
                 // After the aggressive inner loop, one decoder step with the (fixed) encoder's posterior.
                 let q = if aggressive { q.detach() } else { q };
                 let eps = self.noise(spec.samples * b, b"noise", step);
-                let terms = batch_terms(&self.model, &q, x, eps, &spec);
+                let terms = batch_terms(&self.model, &q, &x, eps, &spec);
                 let metrics = metrics_of(&terms);
                 let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
                 self.apply(grads, lr);
@@ -714,14 +758,14 @@ impl Trainer {
                     log_var: log_var.clone(),
                 };
                 let eps = self.noise(spec.samples * b, b"noise", step);
-                let terms = batch_terms(&self.model, &q, x, eps, &spec);
+                let terms = batch_terms(&self.model, &q, &x, eps, &spec);
                 let metrics = metrics_of(&terms);
                 let grads = terms.loss.backward();
                 let gm = mean.grad(&grads).map(tensor_to_vec).unwrap_or_default();
                 let gl = log_var.grad(&grads).map(tensor_to_vec).unwrap_or_default();
                 let model_grads = GradientsParams::from_grads(grads, &self.model);
                 self.apply(model_grads, lr);
-                let post_lr = self.config.estep.posterior_lr;
+                let post_lr = self.config.estep().posterior_lr;
                 if let Some(local) = self.local.as_mut()
                     && !gm.is_empty()
                 {
@@ -730,8 +774,8 @@ impl Trainer {
                 Ok(metrics)
             }
             Strategy::SemiAmortized => {
-                let q0 = self.model.encoder.forward(x.clone());
-                let e = &self.config.estep;
+                let q0 = self.model.posterior(&x);
+                let e = self.config.estep();
                 let refinement = Refinement {
                     steps: e.refine_steps,
                     rule: Rule::Sgd { lr: e.refine_lr },
@@ -739,18 +783,16 @@ impl Trainer {
                     seed: derive_seed(self.seed, b"refine", step),
                     stream: b"refine",
                 };
-                let refined =
-                    optimise_posteriors(&self.model, x.clone(), q0.clone().detach(), refinement);
+                let refined = optimise_posteriors(&self.model, &x, q0.clone().detach(), refinement);
                 // The decoder learns at the refined posterior ...
                 let eps = self.noise(spec.samples * b, b"noise", step);
-                let terms = batch_terms(&self.model, &refined, x.clone(), eps, &spec);
+                let terms = batch_terms(&self.model, &refined, &x, eps, &spec);
                 let metrics = metrics_of(&terms);
                 let decoder_grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
                 // ... the encoder on its own ELBO (decoder gradients of this term dropped).
                 let eps = self.noise(spec.samples * b, b"noise-encoder", step);
-                let enc_terms = batch_terms(&self.model, &q0, x, eps, &spec);
-                let encoder_grads =
-                    GradientsParams::from_grads(enc_terms.loss.backward(), &self.model.encoder);
+                let enc_terms = batch_terms(&self.model, &q0, &x, eps, &spec);
+                let encoder_grads = self.model.guide_gradients(enc_terms.loss.backward());
                 self.apply(decoder_grads, lr);
                 self.apply(encoder_grads, lr);
                 Ok(metrics)
@@ -766,23 +808,25 @@ impl Trainer {
         lr: f64,
         spec: &ObjectiveSpec,
     ) -> Result<(), VaeError> {
-        let e = self.config.estep.clone();
-        let b = self.config.train.batch_size.min(self.train.n);
+        let e = self.config.estep().clone();
+        let b = self.config.train().batch_size.min(self.train.len());
         let step = self.state.step;
         let mut rng = rng_for(self.seed, b"aggressive-batches", step);
         let (mut window, mut previous) = (0.0, f64::INFINITY);
         for i in 0..e.inner_max_steps {
-            let rows: Vec<usize> = (0..b).map(|_| rng.random_range(0..self.train.n)).collect();
-            let x = self.train.tensor(&rows, self.state.epoch, &self.device);
-            let q = self.model.encoder.forward(x.clone());
+            let rows: Vec<usize> = (0..b)
+                .map(|_| rng.random_range(0..self.train.len()))
+                .collect();
+            let x = self.train.batch(&rows, self.state.epoch, &self.device);
+            let q = self.model.posterior(&x);
             let eps = self.noise(
                 spec.samples * b,
                 b"aggressive-noise",
                 derive_seed(step, b"inner", i as u64),
             );
-            let terms = batch_terms(&self.model, &q, x, eps, spec);
+            let terms = batch_terms(&self.model, &q, &x, eps, spec);
             window += mean_of(&terms.loss);
-            let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model.encoder);
+            let grads = self.model.guide_gradients(terms.loss.backward());
             self.apply(grads, lr);
             if (i + 1) % e.inner_window == 0 {
                 if window >= previous {
@@ -802,15 +846,15 @@ impl Trainer {
     /// it gives posteriors for evaluation and encoding.
     fn monte_carlo_em_step(
         &mut self,
-        x: Tensor<2>,
+        x: M::Batch,
         lr: f64,
         spec: &ObjectiveSpec,
     ) -> Result<StepMetrics, VaeError> {
-        let b = x.dims()[0];
-        let k = self.config.estep.mc_samples;
+        let k = self.config.estep().mc_samples;
         let step = self.state.step;
-        let q = self.model.encoder.forward(x.clone());
-        let (z, log_r) = match self.config.estep.proposal {
+        let q = self.model.posterior(&x);
+        let b = q.mean.dims()[0];
+        let (z, log_r) = match self.config.estep().proposal {
             Proposal::Encoder => {
                 let fixed = q.clone().detach();
                 let eps = self.noise(k * b, b"mcem", step);
@@ -821,21 +865,17 @@ impl Trainer {
             }
             Proposal::Prior => {
                 let z = sample_prior(
-                    &self.model.prior,
+                    self.model.prior(),
                     k * b,
                     derive_seed(self.seed, b"mcem-prior", step),
                     &self.device,
                 );
-                let log_r = self.model.prior.log_prob(z.clone()).detach();
+                let log_r = self.model.prior().log_prob(z.clone()).detach();
                 (z, log_r)
             }
         };
-        let params = self.model.decoder.forward(z.clone());
-        let log_lik = self
-            .model
-            .decoder
-            .log_prob(&params, x.clone().repeat_dim(0, k));
-        let log_joint = log_lik.clone() + self.model.prior.log_prob(z);
+        let log_lik = self.model.log_likelihood(&x, z.clone(), k);
+        let log_joint = log_lik.clone() + self.model.prior().log_prob(z);
         let log_w = (log_joint.clone().detach() - log_r).reshape([k, b]);
         let weights = burn::tensor::activation::softmax(log_w.clone(), 0);
         let loss = (weights * log_joint.reshape([k, b]))
@@ -856,9 +896,9 @@ impl Trainer {
             kind: ObjectiveKind::Elbo,
             ..*spec
         };
-        let terms = batch_terms(&self.model, &q, x, eps, &elbo);
+        let terms = batch_terms(&self.model, &q, &x, eps, &elbo);
         metrics.3 = mean_of(&terms.kl);
-        let encoder_grads = GradientsParams::from_grads(terms.loss.backward(), &self.model.encoder);
+        let encoder_grads = self.model.guide_gradients(terms.loss.backward());
         self.apply(model_grads, lr);
         self.apply(encoder_grads, lr);
         Ok(metrics)
@@ -887,7 +927,7 @@ fn split_checkpoint(bytes: &[u8]) -> Result<Vec<&[u8]>, VaeError> {
 }
 
 /// Loads burnpack `bytes` into `model`, rejecting a record of another architecture.
-pub fn load_model(model: Vae, bytes: &[u8]) -> Result<Vae, VaeError> {
+pub fn load_model<M: Module>(model: M, bytes: &[u8]) -> Result<M, VaeError> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
         .map_err(|e| VaeError::Checkpoint(format!("damaged model record: {e}")))?;
     model.try_load_record(record).map_err(|e| {
