@@ -63,13 +63,21 @@ pub enum Command {
     Decode(DecodeArgs),
     /// VAE: encode rows (posterior mean) and decode them again.
     #[command(
-        after_help = "Example:\n  emvae reconstruct --run runs/vae-digits --output recon.jsonl"
+        after_help = "Examples:\n  emvae reconstruct --run runs/vae-digits --output recon.jsonl\n  \
+                            emvae reconstruct --run runs/text-vae-synthetic --text sentences.txt --beam 5"
     )]
-    Reconstruct(EncodeArgs),
+    Reconstruct(ReconstructArgs),
+    /// Text VAE: sentences decoded along the line between two sentences' posterior means (Bowman et al.
+    /// 2016's homotopy).
+    #[command(
+        after_help = "Example:\n  emvae interpolate --run runs/text-vae-synthetic --from \"the soup was awful\" \
+                            --to \"the film was wonderful\" --steps 8"
+    )]
+    Interpolate(InterpolateArgs),
     /// Write a synthetic Gaussian-mixture data set as CSV.
     #[command(
-        after_help = "Example:\n  emvae generate --n-samples 5000 --n-features 2 --n-components 3 --label-fraction 0.05 \
-                            --output data.csv"
+        after_help = "Examples:\n  emvae generate --n-samples 5000 --n-features 2 --n-components 3 --label-fraction 0.05 \
+                            --output data.csv\n  emvae generate --text --n-samples 2000 --label both --output corpus.txt"
     )]
     Generate(GenerateArgs),
     /// Benchmarks, printed as JSON lines.
@@ -137,6 +145,63 @@ pub struct EvalArgs {
 pub struct EncodeArgs {
     #[command(flatten)]
     pub run: RunDataArgs,
+    /// Text models: a corpus file (one sentence per line); default: the run's held-out sentences.
+    #[arg(long, conflicts_with = "data")]
+    pub text: Option<PathBuf>,
+    /// Use the model of the best held-out evaluation (model_best.bpk) instead of the last.
+    #[arg(long)]
+    pub best: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconstructArgs {
+    #[command(flatten)]
+    pub encode: EncodeArgs,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
+}
+
+/// How a text model turns latent codes into words.
+#[derive(Debug, Args)]
+pub struct DecodingArgs {
+    /// Text: sample each word from the softmax at this temperature (the default for `sample`, at 1).
+    #[arg(long, conflicts_with_all = ["greedy", "beam"])]
+    pub temperature: Option<f64>,
+    /// Text: take the most probable word at each step (the default for decode, reconstruct,
+    /// interpolate).
+    #[arg(long, conflicts_with = "beam")]
+    pub greedy: bool,
+    /// Text: beam search of this width.
+    #[arg(long)]
+    pub beam: Option<usize>,
+    /// Text: longest generated sentence, in words.
+    #[arg(long, default_value_t = 50)]
+    pub max_words: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct InterpolateArgs {
+    /// Run directory of a trained text VAE.
+    #[arg(short, long)]
+    pub run: PathBuf,
+    /// The first sentence (white-space separated words).
+    #[arg(long)]
+    pub from: String,
+    /// The last sentence.
+    #[arg(long)]
+    pub to: String,
+    /// Points on the line, both ends included.
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// Use the model of the best held-out evaluation instead of the last.
+    #[arg(long)]
+    pub best: bool,
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -146,11 +211,17 @@ pub struct DecodeArgs {
     /// Run directory of a trained VAE.
     #[arg(short, long)]
     pub run: PathBuf,
-    /// Latent codes, one per row (CSV or .npy, as many columns as latent dimensions).
-    #[arg(long)]
+    /// Latent codes, one per row (CSV or .npy, as many columns as latent dimensions; for text models
+    /// also JSON lines with a "z" or "mean" array, as `encode` writes).
+    #[arg(long, visible_alias = "latents")]
     pub z: PathBuf,
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+    /// Use the model of the best held-out evaluation instead of the last.
+    #[arg(long)]
+    pub best: bool,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -191,18 +262,31 @@ pub struct SampleArgs {
     pub n_samples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Use the model of the best held-out evaluation instead of the last.
+    #[arg(long)]
+    pub best: bool,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
+    /// Rows (mixture data) or sentences (`--text`).
     #[arg(long)]
     pub n_samples: usize,
-    #[arg(long)]
-    pub n_features: usize,
-    #[arg(long)]
-    pub n_components: usize,
+    #[arg(long, required_unless_present = "text")]
+    pub n_features: Option<usize>,
+    #[arg(long, required_unless_present = "text")]
+    pub n_components: Option<usize>,
+    /// Write a text corpus from the built-in grammar (sentences with a sentiment and a topic) instead of
+    /// mixture data.
+    #[arg(long, conflicts_with_all = ["n_features", "n_components"])]
+    pub text: bool,
+    /// Text: which factor to write as the label (`label<TAB>sentence`): none, sentiment, topic, both.
+    #[arg(long, default_value = "sentiment")]
+    pub label: String,
     /// Spread of the means relative to the components' scale.
     #[arg(long, default_value_t = 4.0)]
     pub separation: f64,
@@ -211,7 +295,7 @@ pub struct GenerateArgs {
     pub label_fraction: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output CSV file.
+    /// Output file (CSV, or the corpus with `--text`).
     #[arg(short, long)]
     pub output: PathBuf,
 }
@@ -228,6 +312,38 @@ pub enum BenchWhich {
     Gmm(BenchGmmArgs),
     /// Training throughput (examples per second) of an MLP VAE with a Bernoulli decoder.
     Vae(BenchVaeArgs),
+    /// Training throughput (tokens per second) of the sentence VAE (PTB-shaped by default).
+    Text(BenchTextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTextArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub vocab: usize,
+    #[arg(long, default_value_t = 256)]
+    pub embedding: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 32)]
+    pub latent: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Sentence lengths in words are drawn uniformly from [min_words, max_words].
+    #[arg(long, default_value_t = 12)]
+    pub min_words: usize,
+    #[arg(long, default_value_t = 32)]
+    pub max_words: usize,
+    /// `lstm` or `gru`.
+    #[arg(long, default_value = "lstm")]
+    pub cell: String,
+    /// Timed optimisation steps (after `--warmup` untimed ones).
+    #[arg(long, default_value_t = 40)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Backends to time (repeat the flag).
+    #[arg(long, value_enum, default_values = ["flex"])]
+    pub backend: Vec<Backend>,
 }
 
 #[derive(Debug, Args)]

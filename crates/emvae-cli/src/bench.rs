@@ -186,3 +186,92 @@ pub fn vae(args: &BenchVaeArgs) -> CliResult<()> {
     }
     Ok(())
 }
+
+/// `emvae bench text`: training tokens per second of the sentence VAE on random sentences of a
+/// PTB-shaped vocabulary (the shape of `benches/peers/torch_text_vae_bench.py`).
+pub fn text(args: &crate::args::BenchTextArgs) -> CliResult<()> {
+    use emvae_text::batch::TextData;
+    use emvae_text::{TextDataset, TextTrainer, TextVaeConfig};
+    if args.vocab < 5
+        || args.batch == 0
+        || args.steps == 0
+        || args.min_words == 0
+        || args.max_words < args.min_words
+    {
+        return Err(CliError::user(
+            "bench text needs --vocab >= 5, --batch >= 1, --steps >= 1 and 1 <= --min-words <= --max-words",
+        ));
+    }
+    if !matches!(args.cell.as_str(), "lstm" | "gru") {
+        return Err(CliError::user("--cell: lstm or gru"));
+    }
+    // Enough sentences for the timed steps without repeating an epoch's bucketing draw.
+    let n = args.batch * (args.warmup + args.steps + 2).max(60);
+    let mut rng = emvae_core::rng::rng_for(0, b"bench-text-data", 0);
+    let sentences: Vec<Vec<u32>> = (0..n)
+        .map(|_| {
+            let len = rand::Rng::random_range(&mut rng, args.min_words..=args.max_words);
+            (0..len)
+                .map(|_| rand::Rng::random_range(&mut rng, 4..args.vocab as u32))
+                .collect()
+        })
+        .collect();
+    let data = TextData {
+        sentences,
+        labels: None,
+        label_names: Vec::new(),
+    };
+    let text = format!(
+        "latent = {}\nembedding = {}\ndropout = 0.5\nword_dropout = 0.0\n\
+         [encoder]\ncell = \"{cell}\"\nhidden = {}\n[decoder]\ncell = \"{cell}\"\nhidden = {}\n\
+         [train]\nbatch_size = {}\nepochs = 1000000\nmax_steps = {}\n[eval]\nevery = 1000000\n",
+        args.latent,
+        args.embedding,
+        args.hidden,
+        args.hidden,
+        args.batch,
+        args.warmup + args.steps + 1,
+        cell = args.cell,
+    );
+    let mut config: TextVaeConfig =
+        toml::from_str(&text).map_err(|e| CliError::runtime(format!("bench config: {e}")))?;
+    config.vocab_size = args.vocab;
+    for backend in &args.backend {
+        let device = backend.device()?.autodiff();
+        let set = TextDataset::training(data.clone(), args.vocab, 0);
+        let mut trainer = TextTrainer::new(config.clone(), 0, device, set, None)
+            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
+        trainer
+            .run(&mut (), Some(args.warmup as u64))
+            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
+        let (seconds, units, rows) = (
+            trainer.state.seconds,
+            trainer.state.units,
+            trainer.state.rows,
+        );
+        trainer
+            .run(&mut (), Some(args.steps as u64))
+            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
+        let stepping = trainer.state.seconds - seconds;
+        let tokens = trainer.state.units - units;
+        let line = json!({
+            "bench": "text_vae_training_throughput",
+            "impl": "emvae",
+            "backend": backend.name(),
+            "cell": args.cell,
+            "vocab": args.vocab,
+            "embedding": args.embedding,
+            "hidden": args.hidden,
+            "latent": args.latent,
+            "batch": args.batch,
+            "steps": args.steps,
+            "tokens_per_second": tokens as f64 / stepping,
+            "sentences_per_second": (trainer.state.rows - rows) as f64 / stepping,
+            "seconds_per_step": stepping / args.steps as f64,
+            "mean_tokens_per_sentence": tokens as f64 / (trainer.state.rows - rows) as f64,
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        });
+        println!("{line}");
+    }
+    Ok(())
+}

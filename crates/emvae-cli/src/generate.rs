@@ -7,10 +7,13 @@ use crate::error::{CliError, CliResult};
 use crate::output::num;
 
 pub fn generate(args: &GenerateArgs) -> CliResult<()> {
+    if args.text {
+        return generate_text(args);
+    }
     let spec = SyntheticMixture {
         n_samples: args.n_samples,
-        n_features: args.n_features,
-        n_components: args.n_components,
+        n_features: args.n_features.unwrap_or_default(),
+        n_components: args.n_components.unwrap_or_default(),
         separation: args.separation,
         label_fraction: args.label_fraction,
         seed: args.seed,
@@ -43,6 +46,36 @@ pub fn generate(args: &GenerateArgs) -> CliResult<()> {
         data.n_rows(),
         data.n_cols(),
         data.n_labelled(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// `emvae generate --text`: sentences of the built-in grammar, labelled with the chosen factor.
+fn generate_text(args: &GenerateArgs) -> CliResult<()> {
+    use emvae_text::grammar::{GrammarSpec, LabelFactor, generate, to_lines};
+    let label = match args.label.as_str() {
+        "none" => LabelFactor::None,
+        "sentiment" => LabelFactor::Sentiment,
+        "topic" => LabelFactor::Topic,
+        "both" => LabelFactor::Both,
+        other => {
+            return Err(CliError::user(format!(
+                "--label: `{other}` is not one of none, sentiment, topic, both"
+            )));
+        }
+    };
+    if args.n_samples == 0 {
+        return Err(CliError::user("--n-samples: must be at least 1"));
+    }
+    let sentences = generate(&GrammarSpec {
+        n_sentences: args.n_samples,
+        seed: args.seed,
+    });
+    emvae_core::run::write_atomic(&args.output, to_lines(&sentences, label).as_bytes())?;
+    tracing::info!(
+        "wrote {} sentences to {}",
+        sentences.len(),
         args.output.display()
     );
     Ok(())

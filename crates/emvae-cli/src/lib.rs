@@ -1,4 +1,5 @@
-//! The `emvae` command line: `train`, `eval`, `predict`, `sample`, `generate`, `bench`.
+//! The `emvae` command line: `train`, `eval`, `predict`, `sample`, `encode`, `decode`, `reconstruct`,
+//! `interpolate`, `generate`, `bench`.
 //!
 //! This crate is the edge of the system: it reads configs and arguments, chooses the backend (the only
 //! place that names one) and turns every error into a message and an exit code (2 for bad input, 1 for
@@ -16,6 +17,7 @@ mod output;
 mod progress;
 mod runconfig;
 mod runs;
+mod text;
 mod vae;
 
 use std::process::ExitCode;
@@ -51,13 +53,14 @@ fn model_of(dir: &std::path::Path) -> CliResult<ModelKind> {
     Ok(runs::open_run(dir, None)?.0.config.model)
 }
 
-fn vae_only(dir: &std::path::Path, command: &str) -> CliResult<()> {
+/// Refuses a latent-code command on a Gaussian-mixture run.
+fn latent_model(dir: &std::path::Path, command: &str) -> CliResult<ModelKind> {
     match model_of(dir)? {
-        ModelKind::Vae => Ok(()),
         ModelKind::Gmm => Err(CliError::user(format!(
-            "{command} applies to VAEs; {} holds a Gaussian mixture (use predict or sample)",
+            "{command} applies to VAEs and text models; {} holds a Gaussian mixture (use predict or sample)",
             dir.display()
         ))),
+        other => Ok(other),
     }
 }
 
@@ -71,33 +74,56 @@ fn run(command: Command) -> CliResult<()> {
                     denormals::flush_to_zero();
                     vae::train(&target, args.force, args.stop_after)
                 }
+                ModelKind::Text => {
+                    denormals::flush_to_zero();
+                    text::train(&target, args.force, args.stop_after)
+                }
             }
         }
         Command::Eval(args) => match model_of(&args.run.run)? {
             ModelKind::Gmm => gmm::eval(&args),
             ModelKind::Vae => vae::eval(&args),
+            ModelKind::Text => text::eval(&args),
         },
         Command::Predict(args) => match model_of(&args.run.run)? {
             ModelKind::Gmm => gmm::predict(&args),
-            ModelKind::Vae => Err(CliError::user(
-                "predict applies to mixtures; for a VAE use encode",
+            ModelKind::Vae | ModelKind::Text => Err(CliError::user(
+                "predict applies to mixtures; for a VAE or text model use encode",
             )),
         },
         Command::Sample(args) => match model_of(&args.run)? {
             ModelKind::Gmm => gmm::sample(&args),
             ModelKind::Vae => vae::sample(&args),
+            ModelKind::Text => text::sample(&args),
         },
-        Command::Encode(args) => vae_only(&args.run.run, "encode").and_then(|_| vae::encode(&args)),
-        Command::Decode(args) => vae_only(&args.run, "decode").and_then(|_| vae::decode_cmd(&args)),
-        Command::Reconstruct(args) => {
-            vae_only(&args.run.run, "reconstruct").and_then(|_| vae::reconstruct(&args))
-        }
+        Command::Encode(args) => match latent_model(&args.run.run, "encode")? {
+            ModelKind::Text => text::encode_cmd(&args),
+            _ => vae::encode(&args),
+        },
+        Command::Decode(args) => match latent_model(&args.run, "decode")? {
+            ModelKind::Text => text::decode_cmd(&args),
+            _ => vae::decode_cmd(&args),
+        },
+        Command::Reconstruct(args) => match latent_model(&args.encode.run.run, "reconstruct")? {
+            ModelKind::Text => text::reconstruct(&args),
+            _ => vae::reconstruct(&args.encode),
+        },
+        Command::Interpolate(args) => match latent_model(&args.run, "interpolate")? {
+            ModelKind::Text => text::interpolate(&args),
+            _ => Err(CliError::user(
+                "interpolate applies to text models (for an MLP VAE, decode codes of your choice)",
+            )),
+        },
         Command::Generate(args) => generate::generate(&args),
         Command::Bench(args) => match args.which {
             BenchWhich::Gmm(a) => bench::gmm(&a),
             BenchWhich::Vae(a) => {
                 denormals::flush_to_zero();
                 bench::vae(&a)
+            }
+            BenchWhich::Text(a) => {
+                denormals::flush_to_zero();
+                bench::text(&a)
             }
         },
     }

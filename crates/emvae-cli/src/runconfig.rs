@@ -23,6 +23,7 @@ use emvae_core::config::{ConfigText, InvalidParam};
 use emvae_core::data::DataConfig;
 use emvae_core::tensor::Precision;
 use emvae_em::gmm::GmmParams;
+use emvae_text::TextVaeConfig;
 use emvae_vae::VaeConfig;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,8 @@ pub enum ModelKind {
     Gmm,
     /// Variational autoencoder, amortized variational EM.
     Vae,
+    /// A sentence VAE (or, with `latent = 0`, a recurrent language model) on a text corpus.
+    Text,
 }
 
 impl ModelKind {
@@ -44,6 +47,7 @@ impl ModelKind {
         match self {
             ModelKind::Gmm => "gmm",
             ModelKind::Vae => "vae",
+            ModelKind::Text => "text",
         }
     }
 }
@@ -80,11 +84,15 @@ pub struct RunConfig {
     pub precision: Option<Precision>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// The data; for text, `path` (a corpus), `test_path` or `test_rows`.
+    #[serde(default)]
     pub data: DataConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gmm: Option<GmmParams>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vae: Option<VaeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextVaeConfig>,
     #[serde(default)]
     pub run: RunSettings,
 }
@@ -126,7 +134,7 @@ impl LoadedConfig {
         }
         config.precision = Some(config.precision.unwrap_or(match config.model {
             ModelKind::Gmm => Precision::F64,
-            ModelKind::Vae => Precision::F32,
+            ModelKind::Vae | ModelKind::Text => Precision::F32,
         }));
         config.backend = Some(config.backend.unwrap_or_default());
         let loaded = Self { text, config };
@@ -141,17 +149,25 @@ impl LoadedConfig {
 
     fn check(&self) -> CliResult<()> {
         let c = &self.config;
-        c.data.check().map_err(|e| self.invalid(e.within("data")))?;
+        if c.model != ModelKind::Text {
+            c.data.check().map_err(|e| self.invalid(e.within("data")))?;
+        }
         if c.run.checkpoint_every == 0 {
             return Err(self.invalid(InvalidParam::new(
                 "run.checkpoint_every",
                 "must be at least 1, got 0",
             )));
         }
-        let (needed, other) = match c.model {
-            ModelKind::Gmm => ("gmm", c.vae.is_some().then_some("vae")),
-            ModelKind::Vae => ("vae", c.gmm.is_some().then_some("gmm")),
-        };
+        let present = [
+            ("gmm", c.gmm.is_some()),
+            ("vae", c.vae.is_some()),
+            ("text", c.text.is_some()),
+        ];
+        let needed = c.model.name();
+        let other = present
+            .iter()
+            .find(|(name, there)| *there && *name != needed)
+            .map(|(name, _)| *name);
         if let Some(other) = other {
             return Err(self.invalid(InvalidParam::new(
                 other,
@@ -185,6 +201,7 @@ impl LoadedConfig {
                     )));
                 }
             }
+            ModelKind::Text => self.check_text()?,
             ModelKind::Vae => {
                 let vae = c.vae.as_ref().ok_or_else(|| {
                     self.invalid(InvalidParam::new(
@@ -210,6 +227,65 @@ impl LoadedConfig {
 
     pub fn backend(&self) -> Backend {
         self.config.backend.unwrap_or_default()
+    }
+
+    fn check_text(&self) -> CliResult<()> {
+        let c = &self.config;
+        let text = c.text.as_ref().ok_or_else(|| {
+            self.invalid(InvalidParam::new(
+                "model",
+                "model = \"text\" needs a [text] table",
+            ))
+        })?;
+        text.check().map_err(|e| self.invalid(e.within("text")))?;
+        let d = &c.data;
+        match (&d.path, &text.generated) {
+            (None, None) => {
+                return Err(self.invalid(InvalidParam::new(
+                    "data.path",
+                    "a text model needs a corpus: [data] path = \"corpus.txt\" (one sentence per line), or \
+                     [text.generated] for the generated corpus",
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(InvalidParam::new(
+                    "text.generated",
+                    "give either [data] path or [text.generated], not both",
+                )));
+            }
+            _ => {}
+        }
+        let stray = [
+            ("synthetic", d.synthetic.is_some()),
+            ("binarize", d.binarize.is_some()),
+            ("scale", d.scale.is_some()),
+            ("columns", d.columns.is_some()),
+            ("label_column", d.label_column.is_some()),
+            ("labels_path", d.labels_path.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set);
+        if let Some((key, _)) = stray {
+            return Err(self.invalid(InvalidParam::new(
+                format!("data.{key}"),
+                "applies to tabular data; a text corpus is one sentence per line (optionally label<TAB>sentence)",
+            )));
+        }
+        if c.precision == Some(Precision::F64) {
+            return Err(self.invalid(InvalidParam::new(
+                "precision",
+                "text models train in f32 (precision = \"f32\")",
+            )));
+        }
+        Ok(())
+    }
+
+    /// The text-model settings.
+    pub fn text(&self) -> &TextVaeConfig {
+        self.config
+            .text
+            .as_ref()
+            .expect("checked: model = text has [text]")
     }
 
     /// The VAE settings.

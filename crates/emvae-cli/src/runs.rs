@@ -91,6 +91,9 @@ impl TrainTarget {
                 "model.json",
                 "model.bpk",
                 "optimizer.bpk",
+                "model_best.bpk",
+                "vocab.json",
+                "checkpoint.bin",
             ] {
                 let _ = std::fs::remove_file(run.path(name));
             }

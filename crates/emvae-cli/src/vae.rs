@@ -3,10 +3,13 @@
 use burn::tensor::Device;
 use emvae_core::data::{Binarize, Dataset, Matrix};
 use emvae_core::run::{MetricsLog, RunDir};
+use emvae_vae::AmortizedModel;
 use emvae_vae::data::{Binarization, VaeData};
 use emvae_vae::diagnostics::{DiagnoseOptions, amortization_gap, diagnose};
 use emvae_vae::inference::{PosteriorSource, decode, held_out_posteriors, sample_prior};
-use emvae_vae::train::{EpochRecord, Outcome, TrainObserver, TrainState, Trainer, load_model};
+use emvae_vae::train::{
+    AmortizedTrainer, EpochRecord, Outcome, TrainObserver, TrainState, Trainer, load_model,
+};
 use emvae_vae::{Vae, VaeConfig, VaeError};
 use serde_json::json;
 
@@ -19,6 +22,8 @@ use crate::runs::{TrainTarget, already_complete, open_run, open_run_data, read_c
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 pub const MODEL_FILE: &str = "model.bpk";
+/// The model at its best held-out evaluation (lowest held-out loss).
+pub const BEST_MODEL_FILE: &str = "model_best.bpk";
 
 fn vae_error(loaded: &LoadedConfig, e: VaeError) -> CliError {
     match e {
@@ -52,7 +57,7 @@ fn load_data(loaded: &LoadedConfig) -> CliResult<(Dataset, VaeData, Option<VaeDa
     Ok((train, train_data, test_data))
 }
 
-fn device(
+pub(crate) fn device(
     loaded: &LoadedConfig,
     backend: Option<crate::backend::Backend>,
 ) -> CliResult<(Device, String)> {
@@ -60,15 +65,16 @@ fn device(
     Ok((backend.device()?.autodiff(), backend.name().to_string()))
 }
 
-struct Observer<'a> {
-    run: &'a RunDir,
-    metrics: MetricsLog,
-    every: usize,
-    epochs_since: usize,
-    progress: Progress,
+/// Writes metrics, checkpoints and the best model of any amortized run as it trains.
+pub(crate) struct Observer<'a> {
+    pub run: &'a RunDir,
+    pub metrics: MetricsLog,
+    pub every: usize,
+    pub epochs_since: usize,
+    pub progress: Progress,
 }
 
-impl TrainObserver<Vae> for Observer<'_> {
+impl<M: AmortizedModel> TrainObserver<M> for Observer<'_> {
     fn on_step(&mut self, state: &TrainState) {
         if self.progress.is_drawn() {
             let s = &state.sums;
@@ -87,9 +93,12 @@ impl TrainObserver<Vae> for Observer<'_> {
     fn on_epoch(
         &mut self,
         record: &EpochRecord,
-        trainer: &Trainer,
+        trainer: &AmortizedTrainer<M>,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.metrics.push(record);
+        if record.best == Some(true) {
+            self.run.write(BEST_MODEL_FILE, &trainer.model_bytes()?)?;
+        }
         let held_out = record.eval.as_ref().map_or(String::new(), |d| {
             let iw = d.iw.map_or(String::new(), |w| {
                 format!(" NLL(IW-{}) {:.3}", w.samples, w.nll)
@@ -100,14 +109,18 @@ impl TrainObserver<Vae> for Observer<'_> {
             )
         });
         tracing::info!(
-            "epoch {:>4} step {:>7}: ELBO {:.3} (rec {:.3}, KL {:.3}, beta {:.3}) {:.0} ex/s{held_out}",
+            "epoch {:>4} step {:>7}: ELBO {:.3} (rec {:.3}, KL {:.3}, beta {:.3}, lr {:.2e}) {:.0} ex/s{}{held_out}",
             record.epoch,
             record.step,
             record.elbo,
             record.reconstruction,
             record.kl,
             record.beta,
-            record.examples_per_second
+            record.lr,
+            record.examples_per_second,
+            record
+                .units_per_second
+                .map_or(String::new(), |u| format!(" ({u:.0} tokens/s)"))
         );
         self.epochs_since += 1;
         if self.epochs_since >= self.every || trainer.state.finished {
@@ -119,10 +132,10 @@ impl TrainObserver<Vae> for Observer<'_> {
 }
 
 /// Metrics first, then the checkpoint: on resume the metrics are cut back to what it covers.
-fn write_checkpoint(
+pub(crate) fn write_checkpoint<M: AmortizedModel>(
     run: &RunDir,
     metrics: &MetricsLog,
-    trainer: &Trainer,
+    trainer: &AmortizedTrainer<M>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     metrics.flush()?;
     let bytes = trainer.checkpoint_bytes()?;
@@ -131,7 +144,7 @@ fn write_checkpoint(
 }
 
 /// Epoch records a checkpoint's state covers.
-fn records_covered(state: &TrainState) -> usize {
+pub(crate) fn records_covered(state: &TrainState) -> usize {
     state.epoch as usize + usize::from(state.finished && state.batch_in_epoch > 0)
 }
 

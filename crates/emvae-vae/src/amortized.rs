@@ -48,7 +48,10 @@ pub trait TrainData: Clone {
     fn epoch_batches(&self, batch_size: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.shuffle(&mut emvae_core::rng::rng_for(seed, b"epoch-order", epoch));
-        order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+        order
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect()
     }
     /// The data as evaluated: stochastic parts (binarisation) drawn once.
     fn for_evaluation(&self) -> Self;

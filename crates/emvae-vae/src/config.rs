@@ -722,7 +722,10 @@ pub fn check_training(
         if !(t.lr_decay > 0.0 && t.lr_decay < 1.0) {
             return Err(InvalidParam::new(
                 "train.lr_decay",
-                format!("the plateau schedule needs a decay in (0, 1), got {}", t.lr_decay),
+                format!(
+                    "the plateau schedule needs a decay in (0, 1), got {}",
+                    t.lr_decay
+                ),
             ));
         }
         at_least_one("train.patience", t.patience)?;

@@ -217,11 +217,7 @@ impl Prior {
                     means: param(means, [k, l], device),
                     log_vars: param(vec![0.0; k * l], [k, l], device),
                 };
-                Some(if prior.learnable {
-                    m
-                } else {
-                    m.no_grad()
-                })
+                Some(if prior.learnable { m } else { m.no_grad() })
             }
         };
         Self {

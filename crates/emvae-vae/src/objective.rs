@@ -11,8 +11,8 @@
 use burn::tensor::Tensor;
 use emvae_core::tensor::log_sum_exp;
 
-use crate::config::{KlEstimator, ObjectiveKind};
 use crate::amortized::AmortizedModel;
+use crate::config::{KlEstimator, ObjectiveKind};
 use crate::guide::Posterior;
 
 /// Settings of the objective for one step.

@@ -1,0 +1,679 @@
+//! `emvae` commands for text models: training the sentence VAE (or the recurrent language model) on a
+//! corpus, and the latent-code commands on its checkpoints (sample, encode, decode, reconstruct,
+//! interpolate, eval).
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use emvae_core::run::{MetricsLog, RunDir};
+use emvae_text::batch::TextData;
+use emvae_text::corpus::{Corpus, CorpusOptions, parse_corpus, parse_sentence, read_corpus};
+use emvae_text::grammar::{GrammarSpec, LabelFactor, generate, to_lines};
+use emvae_text::inference::{Decoding, decode, encode, homotopy, latent_tensor};
+use emvae_text::vocab::Vocab;
+use emvae_text::{TextDataset, TextError, TextTrainer, TextVae, TextVaeConfig};
+use emvae_vae::diagnostics::{DiagnoseOptions, diagnose};
+use emvae_vae::inference::{PosteriorSource, sample_prior};
+use emvae_vae::train::{Outcome, load_model};
+use emvae_vae::{AmortizedModel, TrainData, VaeError};
+use serde_json::json;
+
+use crate::args::{
+    DecodeArgs, DecodingArgs, EncodeArgs, EvalArgs, InterpolateArgs, ReconstructArgs, SampleArgs,
+};
+use crate::error::{CliError, CliResult};
+use crate::output::RowWriter;
+use crate::progress::Progress;
+use crate::runconfig::LoadedConfig;
+use crate::runs::{TrainTarget, already_complete, open_run, read_checkpoint};
+use crate::vae::{
+    BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, Observer, device, records_covered,
+    write_checkpoint,
+};
+
+/// The run's vocabulary, built from its training split.
+pub const VOCAB_FILE: &str = "vocab.json";
+
+fn text_error(loaded: &LoadedConfig, e: TextError) -> CliError {
+    match e {
+        TextError::InvalidParam(p) => loaded.invalid(p.within("text")),
+        TextError::Vae(v) => vae_error(loaded, v),
+        other => CliError::user(other),
+    }
+}
+
+fn vae_error(loaded: &LoadedConfig, e: VaeError) -> CliError {
+    match e {
+        VaeError::InvalidParam(p) => loaded.invalid(p.within("text")),
+        VaeError::Data(d) => d.into(),
+        VaeError::Checkpoint(m) => CliError::user(format!("checkpoint: {m}")),
+        VaeError::Diverged(m) => CliError::user(m),
+        VaeError::Observer(inner) => CliError::runtime(inner),
+    }
+}
+
+/// The training corpus and the held-out one.
+struct Corpora {
+    train: Corpus,
+    test: Option<Corpus>,
+}
+
+fn corpus_options(config: &TextVaeConfig) -> CorpusOptions {
+    CorpusOptions {
+        max_length: config.max_length,
+        overlong: config.overlong,
+    }
+}
+
+fn load_corpora(loaded: &LoadedConfig) -> CliResult<Corpora> {
+    let config = loaded.text();
+    let opts = corpus_options(config);
+    let err = |e| text_error(loaded, e);
+    if let Some(g) = &config.generated {
+        let sentences = generate(&GrammarSpec {
+            n_sentences: g.n_sentences + g.n_held_out,
+            seed: g.seed,
+        });
+        let text = to_lines(&sentences, LabelFactor::Both);
+        let all = parse_corpus(text.as_bytes(), Path::new("<generated>"), &opts).map_err(err)?;
+        if g.n_held_out == 0 {
+            return Ok(Corpora {
+                train: all,
+                test: None,
+            });
+        }
+        let (train, test) = all.split_last(g.n_held_out).map_err(err)?;
+        return Ok(Corpora {
+            train,
+            test: Some(test),
+        });
+    }
+    let data = &loaded.config.data;
+    let path = data.path.as_ref().ok_or_else(|| {
+        CliError::user("a text model needs [data] path (checked when the config was read)")
+    })?;
+    let train = read_corpus(path, &opts).map_err(err)?;
+    match (&data.test_path, data.test_rows) {
+        (Some(p), _) => Ok(Corpora {
+            train,
+            test: Some(read_corpus(p, &opts).map_err(err)?),
+        }),
+        (None, Some(n)) => {
+            let (train, test) = train.split_last(n).map_err(err)?;
+            Ok(Corpora {
+                train,
+                test: Some(test),
+            })
+        }
+        (None, None) => Ok(Corpora { train, test: None }),
+    }
+}
+
+fn label_names(corpora: &[&Corpus]) -> Vec<String> {
+    let mut names: Vec<String> = corpora.iter().flat_map(|c| c.label_names()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn read_vocab(run: &RunDir) -> CliResult<Vocab> {
+    let path = run.path(VOCAB_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        CliError::user(format!(
+            "{}: cannot read the run's vocabulary ({e}); a text run keeps it beside its checkpoints",
+            path.display()
+        ))
+    })?;
+    Vocab::from_json_bytes(&bytes).map_err(|e| CliError::user(format!("{}: {e}", path.display())))
+}
+
+pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> CliResult<()> {
+    let (loaded, run, resume) = (&target.loaded, &target.run, target.resume);
+    let mut config = loaded.text().clone();
+    let seed = loaded.config.seed;
+    let corpora = load_corpora(loaded)?;
+    if already_complete(run, MODEL_FILE, resume) {
+        return Ok(());
+    }
+    let checkpoint = read_checkpoint(run, CHECKPOINT_FILE, resume)?;
+    let vocab = if checkpoint.is_some() {
+        read_vocab(run)?
+    } else {
+        Vocab::build(
+            &corpora.train.sentences,
+            config.vocab.max_size,
+            config.vocab.min_count,
+        )
+    };
+    config.vocab_size = vocab.len();
+    let labels = label_names(
+        &[&corpora.train]
+            .into_iter()
+            .chain(&corpora.test)
+            .collect::<Vec<_>>(),
+    );
+    let err = |e| text_error(loaded, e);
+    let (train_data, train_oov) = TextData::new(&corpora.train, &vocab, &labels).map_err(err)?;
+    let test_data = match &corpora.test {
+        Some(c) => Some(TextData::new(c, &vocab, &labels).map_err(err)?),
+        None => None,
+    };
+    let v = vocab.len();
+    let n_tokens_train = train_data.n_tokens(&(0..train_data.len()).collect::<Vec<_>>());
+    let train = TextDataset::training(train_data, v, seed);
+    let test = test_data.map(|(d, oov)| (TextDataset::evaluation(d, v), oov));
+    let test_oov = test.as_ref().map_or(0, |t| t.1);
+    let test = test.map(|t| t.0);
+    let (device, backend) = device(loaded, None)?;
+    let mut trainer = match &checkpoint {
+        Some(bytes) => {
+            TextTrainer::resume(config.clone(), seed, device.clone(), train, test, bytes).map_err(
+                |e| match e {
+                    VaeError::Checkpoint(m) => {
+                        CliError::user(format!("{}: {m}", run.path(CHECKPOINT_FILE).display()))
+                    }
+                    other => vae_error(loaded, other),
+                },
+            )?
+        }
+        None => TextTrainer::new(config.clone(), seed, device.clone(), train, test)
+            .map_err(|e| vae_error(loaded, e))?,
+    };
+    target.prepare(force)?;
+    if checkpoint.is_none() {
+        run.write(VOCAB_FILE, &vocab.to_json_bytes())?;
+    }
+    let metrics = MetricsLog::resume(run.path(RunDir::METRICS), records_covered(&trainer.state))?;
+    let what = if config.has_latent() {
+        format!(
+            "a sentence VAE ({:?} encoder {}, {:?} decoder {}, z = {})",
+            config.encoder.cell,
+            config.encoder.hidden,
+            config.decoder.cell,
+            config.decoder.hidden,
+            config.latent
+        )
+    } else {
+        format!(
+            "a {:?} language model ({} hidden units, no latent code)",
+            config.decoder.cell, config.decoder.hidden
+        )
+    };
+    tracing::info!(
+        "training {what} on {} sentences ({n_tokens_train} tokens; {} held out) from {}; vocabulary {v} \
+         ({train_oov} training tokens now <unk>, {test_oov} held-out); {} truncated at max_length; {} steps of {} \
+         sentences on {backend}",
+        trainer.train.len(),
+        trainer.test.as_ref().map_or(0, |t| t.len()),
+        corpora.train.path.display(),
+        corpora.train.truncated,
+        trainer.total_steps(),
+        config.train.batch_size
+    );
+    if trainer.state.step > 0 {
+        tracing::info!(
+            "resuming at step {} (epoch {})",
+            trainer.state.step,
+            trainer.state.epoch + 1
+        );
+    }
+    let mut observer = Observer {
+        run,
+        metrics,
+        every: loaded.config.run.checkpoint_every,
+        epochs_since: 0,
+        progress: Progress::new(trainer.total_steps(), "steps", true),
+    };
+    observer.progress.update(trainer.state.step, String::new());
+    let outcome = trainer
+        .run(&mut observer, stop_after.map(|s| s as u64))
+        .map_err(|e| vae_error(loaded, e))?;
+    drop(observer.progress);
+    write_checkpoint(run, &observer.metrics, &trainer).map_err(CliError::runtime)?;
+    if outcome == Outcome::Stopped {
+        tracing::info!(
+            "stopped after step {} as asked; continue with: emvae train --out {} --resume",
+            trainer.state.step,
+            run.root().display()
+        );
+        return Ok(());
+    }
+    run.write(
+        MODEL_FILE,
+        &trainer.model_bytes().map_err(|e| vae_error(loaded, e))?,
+    )?;
+    tracing::info!("final evaluation (IW-{} NLL)", config.eval.final_iw_samples);
+    let (diag, _) = trainer
+        .final_diagnostics()
+        .map_err(|e| vae_error(loaded, e))?;
+    let eval_set = trainer
+        .test
+        .clone()
+        .unwrap_or_else(|| trainer.train.for_evaluation());
+    let eval_tokens = eval_set.units(&(0..eval_set.len()).collect::<Vec<_>>());
+    let model = trainer.model.valid();
+    let plain = device.clone().without_autodiff();
+    let z = sample_prior(model.prior(), 5, seed, &plain);
+    let samples: Vec<String> = decode(&model, z, Decoding::Greedy, 50)
+        .iter()
+        .map(|ids| vocab.decode(ids).join(" "))
+        .collect();
+    let s = &trainer.state;
+    let nll = diag.iw.map(|w| w.nll);
+    let summary = json!({
+        "model": "text",
+        "architecture": {
+            "latent": config.latent,
+            "embedding": config.embedding,
+            "encoder": config.has_latent().then_some(&config.encoder),
+            "decoder": config.decoder,
+            "conditioning": config.has_latent().then_some(&config.conditioning),
+            "vocabulary": v,
+        },
+        "strategy": config.estep.strategy,
+        "objective": config.objective.kind,
+        "n_train": trainer.train.len(),
+        "n_test": trainer.test.as_ref().map(|t| t.len()),
+        "evaluated_on": if trainer.test.is_some() { "test" } else { "train" },
+        "tokens_evaluated": eval_tokens,
+        "epochs": s.epoch + u64::from(s.batch_in_epoch > 0),
+        "steps": s.step,
+        "early_stopped": s.finished && s.step < trainer.total_steps(),
+        "best_heldout_loss": s.best_loss,
+        "training_seconds": s.seconds,
+        "tokens_per_second": s.units as f64 / s.seconds.max(1e-12),
+        "elbo": diag.elbo,
+        "reconstruction": diag.reconstruction,
+        "kl": diag.kl,
+        "kl_per_dim": diag.kl_per_dim,
+        "active_units": if config.has_latent() { diag.active_units } else { 0 },
+        "mutual_information": diag.mutual_information,
+        "iw_nll": nll,
+        "iw_samples": diag.iw.map(|w| w.samples),
+        "iw_nll_std_err": diag.iw.map(|w| w.std_err),
+        "perplexity": nll.map(|n| (n * eval_set.len() as f64 / eval_tokens.max(1) as f64).exp()),
+        "greedy_samples": samples,
+        "backend": backend,
+        "seed": seed,
+    });
+    run.write_json(RunDir::SUMMARY, &summary)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A trained text model of a run directory with its vocabulary.
+struct Trained {
+    loaded: LoadedConfig,
+    run: RunDir,
+    vocab: Vocab,
+    model: TextVae,
+    device: Device,
+}
+
+fn open_trained(
+    dir: &Path,
+    best: bool,
+    backend: Option<crate::backend::Backend>,
+) -> CliResult<Trained> {
+    let (loaded, run) = open_run(dir, None)?;
+    let vocab = read_vocab(&run)?;
+    let mut config = loaded.text().clone();
+    config.vocab_size = vocab.len();
+    let (device, _) = device(&loaded, backend)?;
+    let device = device.without_autodiff();
+    let name = if best { BEST_MODEL_FILE } else { MODEL_FILE };
+    let path = run.path(name);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        CliError::user(if run.exists(name) {
+            format!("{}: {e}", path.display())
+        } else if best {
+            format!(
+                "{} has no {BEST_MODEL_FILE}: the run had no held-out evaluation yet",
+                dir.display()
+            )
+        } else {
+            format!(
+                "{} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {} --resume)",
+                dir.display(),
+                dir.display()
+            )
+        })
+    })?;
+    let fresh = TextVae::new(&config, vocab.len(), loaded.config.seed, &device);
+    let model = load_model(fresh, &bytes).map_err(|e| {
+        CliError::user(format!(
+            "{}: {e} (does {VOCAB_FILE} belong to this run?)",
+            path.display()
+        ))
+    })?;
+    Ok(Trained {
+        loaded,
+        run,
+        vocab,
+        model: model.valid(),
+        device,
+    })
+}
+
+fn decoding_of(args: &DecodingArgs, sampling_default: bool, seed: u64) -> CliResult<Decoding> {
+    if let Some(b) = args.beam {
+        if b == 0 {
+            return Err(CliError::user("--beam: the width must be at least 1"));
+        }
+        return Ok(Decoding::Beam { width: b });
+    }
+    if let Some(t) = args.temperature {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(CliError::user(format!(
+                "--temperature: must be a number > 0, got {t}"
+            )));
+        }
+        return Ok(Decoding::Sample {
+            temperature: t,
+            seed,
+        });
+    }
+    if sampling_default && !args.greedy {
+        return Ok(Decoding::Sample {
+            temperature: 1.0,
+            seed,
+        });
+    }
+    Ok(Decoding::Greedy)
+}
+
+/// The sentences a command reads: `--text FILE`, else the run's held-out (or training) sentences.
+fn command_sentences(
+    t: &Trained,
+    text: Option<&Path>,
+) -> CliResult<(Corpus, TextData, Vec<Vec<String>>)> {
+    let opts = CorpusOptions {
+        max_length: t.loaded.text().max_length,
+        ..Default::default()
+    };
+    let corpus = match text {
+        Some(p) => read_corpus(p, &opts).map_err(CliError::user)?,
+        None => {
+            let c = load_corpora(&t.loaded)?;
+            c.test.unwrap_or(c.train)
+        }
+    };
+    let (data, _) =
+        TextData::new(&corpus, &t.vocab, &corpus.label_names()).map_err(CliError::user)?;
+    let unknown = corpus
+        .sentences
+        .iter()
+        .map(|s| t.vocab.encode(s).1)
+        .collect::<Vec<_>>();
+    let n_unknown: usize = unknown.iter().map(Vec::len).sum();
+    if n_unknown > 0 {
+        tracing::warn!(
+            "{n_unknown} words are not in the run's vocabulary and were read as <unk> (listed per sentence as \
+             \"unknown_words\")"
+        );
+    }
+    Ok((corpus, data, unknown))
+}
+
+fn words(vocab: &Vocab, ids: &[u32]) -> String {
+    vocab.decode(ids).join(" ")
+}
+
+pub fn encode_cmd(args: &EncodeArgs) -> CliResult<()> {
+    let t = open_trained(&args.run.run, args.best, args.run.backend)?;
+    let (corpus, data, unknown) =
+        command_sentences(&t, args.text.as_deref().or(args.run.data.as_deref()))?;
+    let (mean, log_var) = encode(&t.model, &data, &t.device);
+    let l = t.model.shape.latent;
+    let mut header: Vec<String> = vec!["index".into()];
+    header.extend((0..l).map(|i| format!("mean{i}")));
+    header.extend((0..l).map(|i| format!("log_var{i}")));
+    let mut w = RowWriter::new(args.out.format, &header);
+    for i in 0..data.len() {
+        let (m, lv) = (&mean[i * l..(i + 1) * l], &log_var[i * l..(i + 1) * l]);
+        w.row(
+            json!({"index": i, "text": corpus.sentences[i].join(" "), "z": m, "mean": m, "log_var": lv,
+                   "unknown_words": unknown[i]}),
+            std::iter::once(i.to_string())
+                .chain(m.iter().chain(lv).map(|v| crate::output::num(*v))),
+        );
+    }
+    w.finish(args.out.output.as_deref())
+}
+
+/// Latent codes of a file: JSON lines with a `z` (or `mean`) array, or comma/space-separated numbers.
+fn read_latents(path: &Path, latent: usize) -> CliResult<Vec<Vec<f64>>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| CliError::user(format!("{}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::user(format!("{}: not UTF-8 text", path.display())))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |m: String| CliError::user(format!("{}:{}: {m}", path.display(), i + 1));
+        let row: Vec<f64> = if line.starts_with('{') {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| at(format!("not JSON: {e}")))?;
+            let arr = v
+                .get("z")
+                .or_else(|| v.get("mean"))
+                .and_then(|a| a.as_array())
+                .ok_or_else(|| at("a JSON line needs a \"z\" (or \"mean\") array".into()))?;
+            arr.iter()
+                .map(|x| {
+                    x.as_f64()
+                        .ok_or_else(|| at(format!("`{x}` is not a number")))
+                })
+                .collect::<CliResult<_>>()?
+        } else {
+            let cells: Vec<&str> = line
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|c| !c.is_empty())
+                .collect();
+            if rows.is_empty() && cells.iter().all(|c| c.parse::<f64>().is_err()) {
+                continue; // a CSV header
+            }
+            cells
+                .iter()
+                .map(|c| {
+                    c.parse::<f64>()
+                        .map_err(|_| at(format!("`{c}` is not a number")))
+                })
+                .collect::<CliResult<_>>()?
+        };
+        if row.len() != latent {
+            return Err(at(format!(
+                "{} values, but the model's latent code has {latent} dimensions",
+                row.len()
+            )));
+        }
+        if let Some(bad) = row.iter().find(|x| !x.is_finite()) {
+            return Err(at(format!("{bad} is not a finite number")));
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err(CliError::user(format!(
+            "{}: no latent codes",
+            path.display()
+        )));
+    }
+    Ok(rows)
+}
+
+fn write_sentences(
+    t: &Trained,
+    z: &[Vec<f64>],
+    decoding: Decoding,
+    max_words: usize,
+    extra: impl Fn(usize) -> serde_json::Value,
+    out: &crate::args::OutputArgs,
+) -> CliResult<()> {
+    let ids = decode(&t.model, latent_tensor(z, &t.device), decoding, max_words);
+    let mut w = RowWriter::new(out.format, &["index".into(), "text".into()]);
+    for (i, s) in ids.iter().enumerate() {
+        let text = words(&t.vocab, s);
+        let mut j = json!({"index": i, "text": text, "z": z[i]});
+        if let (Some(obj), serde_json::Value::Object(more)) = (j.as_object_mut(), extra(i)) {
+            obj.extend(more);
+        }
+        w.row(
+            j,
+            [i.to_string(), format!("\"{}\"", text.replace('"', "\"\""))],
+        );
+    }
+    w.finish(out.output.as_deref())
+}
+
+pub fn sample(args: &SampleArgs) -> CliResult<()> {
+    let t = open_trained(&args.run, args.best, None)?;
+    if args.n_samples == 0 {
+        return Err(CliError::user("-n: at least one sample"));
+    }
+    let decoding = decoding_of(&args.decoding, true, args.seed)?;
+    let z = sample_prior(t.model.prior(), args.n_samples, args.seed, &t.device);
+    let l = t.model.shape.latent;
+    let rows: Vec<Vec<f64>> = emvae_core::tensor::tensor_to_vec(z)
+        .chunks(l)
+        .map(<[f64]>::to_vec)
+        .collect();
+    write_sentences(
+        &t,
+        &rows,
+        decoding,
+        args.decoding.max_words,
+        |_| json!({}),
+        &args.out,
+    )
+}
+
+pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
+    let t = open_trained(&args.run, args.best, args.backend)?;
+    let z = read_latents(&args.z, t.model.shape.latent)?;
+    let decoding = decoding_of(&args.decoding, false, 0)?;
+    write_sentences(
+        &t,
+        &z,
+        decoding,
+        args.decoding.max_words,
+        |_| json!({}),
+        &args.out,
+    )
+}
+
+pub fn reconstruct(args: &ReconstructArgs) -> CliResult<()> {
+    let e = &args.encode;
+    let t = open_trained(&e.run.run, e.best, e.run.backend)?;
+    let (corpus, data, unknown) =
+        command_sentences(&t, e.text.as_deref().or(e.run.data.as_deref()))?;
+    let (mean, _) = encode(&t.model, &data, &t.device);
+    let l = t.model.shape.latent;
+    let z: Vec<Vec<f64>> = mean.chunks(l).map(<[f64]>::to_vec).collect();
+    let decoding = decoding_of(&args.decoding, false, 0)?;
+    write_sentences(
+        &t,
+        &z,
+        decoding,
+        args.decoding.max_words,
+        |i| json!({"input": corpus.sentences[i].join(" "), "unknown_words": unknown[i]}),
+        &e.out,
+    )
+}
+
+pub fn interpolate(args: &InterpolateArgs) -> CliResult<()> {
+    let t = open_trained(&args.run, args.best, args.backend)?;
+    if !t.model.shape.has_latent {
+        return Err(CliError::user(format!(
+            "{} is a language model without a latent code: nothing to interpolate",
+            args.run.display()
+        )));
+    }
+    if args.steps < 2 {
+        return Err(CliError::user("--steps: at least 2 (both ends)"));
+    }
+    let mut ends = Vec::new();
+    for (flag, text) in [("--from", &args.from), ("--to", &args.to)] {
+        let s = parse_sentence(text);
+        if s.is_empty() {
+            return Err(CliError::user(format!("{flag}: the sentence is empty")));
+        }
+        let (_, unknown) = t.vocab.encode(&s);
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "{flag}: not in the vocabulary, read as <unk>: {}",
+                unknown.join(" ")
+            );
+        }
+        ends.push((s, unknown));
+    }
+    let line = ends
+        .iter()
+        .map(|(s, _)| s.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let corpus = parse_corpus(
+        line.as_bytes(),
+        Path::new("<command line>"),
+        &CorpusOptions::default(),
+    )
+    .map_err(CliError::user)?;
+    let (data, _) = TextData::new(&corpus, &t.vocab, &[]).map_err(CliError::user)?;
+    let (mean, _) = encode(&t.model, &data, &t.device);
+    let l = t.model.shape.latent;
+    let z = homotopy(&mean[..l], &mean[l..2 * l], args.steps);
+    let decoding = decoding_of(&args.decoding, false, 0)?;
+    let steps = args.steps;
+    let unknown: Vec<String> = ends.iter().flat_map(|(_, u)| u.clone()).collect();
+    write_sentences(
+        &t,
+        &z,
+        decoding,
+        args.decoding.max_words,
+        |i| json!({"t": i as f64 / (steps - 1) as f64, "unknown_words": unknown}),
+        &args.out,
+    )
+}
+
+pub fn eval(args: &EvalArgs) -> CliResult<()> {
+    let t = open_trained(&args.run.run, false, args.run.backend)?;
+    let (_, data, _) = command_sentences(&t, args.run.data.as_deref())?;
+    let v = t.vocab.len();
+    let set = TextDataset::evaluation(data, v);
+    let k = args
+        .iw_samples
+        .unwrap_or(t.loaded.text().eval.final_iw_samples);
+    let d = diagnose(
+        &t.model,
+        &set,
+        &PosteriorSource::Encoder,
+        &t.device,
+        DiagnoseOptions {
+            iw_samples: Some(k),
+            seed: t.loaded.config.seed,
+            ..Default::default()
+        },
+    );
+    let tokens = set.units(&(0..set.len()).collect::<Vec<_>>());
+    let nll = d.iw.map(|w| w.nll);
+    let out = json!({
+        "run": t.run.root(),
+        "n": set.len(),
+        "tokens": tokens,
+        "elbo": d.elbo,
+        "kl": d.kl,
+        "active_units": if t.model.shape.has_latent { d.active_units } else { 0 },
+        "mutual_information": d.mutual_information,
+        "iw_nll": nll,
+        "iw_samples": k,
+        "perplexity": nll.map(|n| (n * set.len() as f64 / tokens.max(1) as f64).exp()),
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The `[text]` table of a config: the sentence VAE's architecture (embeddings, recurrent encoder and
+//! decoder, latent size), its corpus settings (vocabulary, maximum length), and the training settings
+//! every amortized model shares (`objective`, `estep`, `train`, `eval`, as under `[vae]`).
+//!
+//! ```toml
+//! [text]
+//! latent = 32            # 0: no latent code, the recurrent language-model baseline
+//! embedding = 256
+//! word_dropout = 0.3
+//! [text.encoder]
+//! cell = "lstm"          # lstm | gru
+//! hidden = 256
+//! [text.decoder]
+//! cell = "lstm"
+//! hidden = 256
+//! ```
+
+use emvae_core::config::InvalidParam;
+use emvae_vae::config::{
+    EStepConfig, EvalConfig, ObjectiveConfig, PriorConfig, PriorKind, TrainConfig, check_training,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::Overlong;
+use crate::rnn::CellKind;
+
+fn default_hidden() -> usize {
+    256
+}
+fn default_one() -> usize {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A recurrent network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RnnConfig {
+    #[serde(default = "default_cell")]
+    pub cell: CellKind,
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+    #[serde(default = "default_one")]
+    pub layers: usize,
+    /// Encoder only: read the sentence in both directions.
+    #[serde(default)]
+    pub bidirectional: bool,
+}
+
+fn default_cell() -> CellKind {
+    CellKind::Lstm
+}
+
+impl Default for RnnConfig {
+    fn default() -> Self {
+        Self {
+            cell: default_cell(),
+            hidden: default_hidden(),
+            layers: 1,
+            bidirectional: false,
+        }
+    }
+}
+
+/// How z enters the decoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditioning {
+    /// z sets the decoder's initial state (a linear map; for an LSTM the cell, with h = tanh(c)).
+    #[serde(default = "default_true")]
+    pub initial_state: bool,
+    /// z is concatenated to every decoder input (as He et al. 2019's decoder).
+    #[serde(default = "default_true")]
+    pub every_input: bool,
+}
+
+impl Default for Conditioning {
+    fn default() -> Self {
+        Self {
+            initial_state: true,
+            every_input: true,
+        }
+    }
+}
+
+fn default_max_size() -> Option<usize> {
+    Some(10_000)
+}
+
+/// The vocabulary built from the training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VocabConfig {
+    /// Most entries, the four special tokens included (`<pad>`, `<unk>`, `<bos>`, `<eos>`).
+    #[serde(default = "default_max_size")]
+    pub max_size: Option<usize>,
+    /// Words seen fewer times are `<unk>`.
+    #[serde(default = "default_one")]
+    pub min_count: usize,
+}
+
+impl Default for VocabConfig {
+    fn default() -> Self {
+        Self {
+            max_size: default_max_size(),
+            min_count: 1,
+        }
+    }
+}
+
+/// A generated corpus (the grammar of [`crate::grammar`]) instead of a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratedCorpus {
+    pub n_sentences: usize,
+    /// Sentences generated for the held-out split.
+    #[serde(default)]
+    pub n_held_out: usize,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_embedding() -> usize {
+    256
+}
+fn default_latent() -> usize {
+    32
+}
+fn default_dropout() -> f64 {
+    0.5
+}
+
+/// The whole `[text]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextVaeConfig {
+    /// Dimension of z; 0 turns the latent code off (the language-model baseline).
+    #[serde(default = "default_latent")]
+    pub latent: usize,
+    /// Word embedding size (encoder and decoder have their own embeddings).
+    #[serde(default = "default_embedding")]
+    pub embedding: usize,
+    #[serde(default)]
+    pub encoder: RnnConfig,
+    #[serde(default)]
+    pub decoder: RnnConfig,
+    #[serde(default)]
+    pub conditioning: Conditioning,
+    /// Dropout on the decoder's input embeddings and outputs (training only).
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+    /// Bowman et al. 2016: each decoder input word is replaced by `<unk>` with this probability
+    /// (training only), so the decoder must lean on z.
+    #[serde(default)]
+    pub word_dropout: f64,
+    #[serde(default)]
+    pub vocab: VocabConfig,
+    /// Longest sentence, in words; longer ones are truncated or rejected (`overlong`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(default = "default_overlong")]
+    pub overlong: Overlong,
+    /// Generate the corpus instead of reading `[data] path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<GeneratedCorpus>,
+    #[serde(default)]
+    pub prior: PriorConfig,
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
+    #[serde(default)]
+    pub estep: EStepConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Entries of the vocabulary, set from the corpus when a run starts (not read from configs).
+    #[serde(skip)]
+    pub vocab_size: usize,
+}
+
+fn default_overlong() -> Overlong {
+    Overlong::Truncate
+}
+
+impl Default for TextVaeConfig {
+    fn default() -> Self {
+        Self {
+            latent: default_latent(),
+            embedding: default_embedding(),
+            encoder: RnnConfig::default(),
+            decoder: RnnConfig::default(),
+            conditioning: Conditioning::default(),
+            dropout: default_dropout(),
+            word_dropout: 0.0,
+            vocab: VocabConfig::default(),
+            max_length: None,
+            overlong: default_overlong(),
+            generated: None,
+            prior: PriorConfig::default(),
+            objective: ObjectiveConfig::default(),
+            estep: EStepConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+            vocab_size: 0,
+        }
+    }
+}
+
+fn probability(key: &str, p: f64) -> Result<(), InvalidParam> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(InvalidParam::new(
+            key,
+            format!("must be in [0, 1), got {p}"),
+        ))
+    }
+}
+
+impl TextVaeConfig {
+    /// Whether the model has a latent code (else it is the language-model baseline).
+    pub fn has_latent(&self) -> bool {
+        self.latent > 0
+    }
+
+    /// Validates everything that does not depend on the corpus; keys relative to `[text]`.
+    pub fn check(&self) -> Result<(), InvalidParam> {
+        let positive = |key: &str, v: usize| {
+            if v >= 1 {
+                Ok(())
+            } else {
+                Err(InvalidParam::new(key, "must be at least 1, got 0"))
+            }
+        };
+        positive("embedding", self.embedding)?;
+        for (name, rnn) in [("encoder", &self.encoder), ("decoder", &self.decoder)] {
+            positive(&format!("{name}.hidden"), rnn.hidden)?;
+            positive(&format!("{name}.layers"), rnn.layers)?;
+        }
+        if self.decoder.bidirectional {
+            return Err(InvalidParam::new(
+                "decoder.bidirectional",
+                "a decoder generates left to right; only the encoder can be bidirectional",
+            ));
+        }
+        if self.has_latent() && !self.conditioning.initial_state && !self.conditioning.every_input {
+            return Err(InvalidParam::new(
+                "conditioning",
+                "z must enter the decoder somewhere: set initial_state or every_input",
+            ));
+        }
+        probability("dropout", self.dropout)?;
+        probability("word_dropout", self.word_dropout)?;
+        if let Some(m) = self.vocab.max_size
+            && m < 5
+        {
+            return Err(InvalidParam::new(
+                "vocab.max_size",
+                format!("must leave room for a word beside the 4 special tokens, got {m}"),
+            ));
+        }
+        positive("vocab.min_count", self.vocab.min_count)?;
+        if self.max_length == Some(0) {
+            return Err(InvalidParam::new("max_length", "must be at least 1 word"));
+        }
+        if let Some(g) = &self.generated {
+            positive("generated.n_sentences", g.n_sentences)?;
+        }
+        if !self.has_latent() && self.estep.strategy != emvae_vae::config::Strategy::Amortized {
+            return Err(InvalidParam::new(
+                "estep.strategy",
+                "a model without a latent code (latent = 0) has no E-step to choose",
+            ));
+        }
+        check_training(
+            &self.objective,
+            &self.estep,
+            &self.train,
+            &self.eval,
+            self.prior.kind == PriorKind::Mixture,
+        )
+    }
+}
+
+impl emvae_vae::ModelConfig for TextVaeConfig {
+    fn objective(&self) -> &ObjectiveConfig {
+        &self.objective
+    }
+    fn estep(&self) -> &EStepConfig {
+        &self.estep
+    }
+    fn train(&self) -> &TrainConfig {
+        &self.train
+    }
+    fn eval(&self) -> &EvalConfig {
+        &self.eval
+    }
+    /// The baseline without a latent code keeps one dummy dimension whose posterior is the prior, so
+    /// that its KL is 0 and every bound is its exact log-likelihood.
+    fn latent_dim(&self) -> usize {
+        self.latent.max(1)
+    }
+    fn mixture_prior(&self) -> bool {
+        self.prior.kind == PriorKind::Mixture
+    }
+    fn architecture(&self) -> String {
+        serde_json::to_string(&(
+            self.latent,
+            self.vocab_size,
+            self.embedding,
+            &self.encoder,
+            &self.decoder,
+            &self.conditioning,
+            &self.prior,
+        ))
+        .expect("configs serialise")
+    }
+    fn check(&self) -> Result<(), InvalidParam> {
+        TextVaeConfig::check(self)
+    }
+}

@@ -1,0 +1,319 @@
+//! The sentence VAE (Bowman et al. 2016): a recurrent encoder maps a sentence to q(z | x) = N(mu,
+//! diag sigma^2) (the guide); a recurrent decoder conditioned on z generates it word by word,
+//! p(x | z) = prod_t p(x_t | x_<t, z), a categorical over the vocabulary (the model). With the latent
+//! switched off (`latent = 0`) the decoder alone is the recurrent language model, the baseline.
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::optim::GradientsParams;
+use burn::tensor::{Bool, Device, Gradients, Int, Tensor, TensorData, activation};
+use emvae_core::rng::{Rng, rng_for};
+use emvae_vae::config::PriorConfig;
+use emvae_vae::guide::Posterior;
+use emvae_vae::model::Prior;
+use emvae_vae::nn::{linear, param};
+use emvae_vae::{AmortizedModel, VaeError};
+use rand::Rng as _;
+
+use crate::config::TextVaeConfig;
+use crate::dataset::{TextBatch, TextDataset};
+use crate::rnn::{CellKind, Rnn, RnnState};
+use crate::vocab::UNK;
+
+/// `n * d` draws from `U(-0.1, 0.1)` (embeddings, as He et al. 2019).
+fn embedding_table(n: usize, d: usize, rng: &mut Rng, device: &Device) -> Param<Tensor<2>> {
+    let values = (0..n * d).map(|_| rng.random_range(-0.1f32..0.1)).collect();
+    param(values, [n, d], device)
+}
+
+/// The guide q(z | x): embeddings, a recurrent encoder, and linear heads on its final state.
+#[derive(Module, Debug)]
+pub struct SentenceEncoder {
+    pub embedding: Param<Tensor<2>>,
+    pub rnn: Rnn,
+    pub mean: Linear,
+    pub log_var: Linear,
+}
+
+impl SentenceEncoder {
+    /// `q(z | x)` from the top layer's final states (both directions concatenated).
+    pub fn forward(&self, tokens: &Tensor<2, Int>, lengths: &[usize]) -> Posterior {
+        let emb = burn::tensor::module::embedding(self.embedding.val(), tokens.clone());
+        let (_, finals) = self.rnn.forward(emb, Some(lengths), None);
+        let dirs = if self.rnn.bidirectional() { 2 } else { 1 };
+        let top: Vec<Tensor<2>> = finals[finals.len() - dirs..]
+            .iter()
+            .map(|s| s.h.clone())
+            .collect();
+        let h = Tensor::cat(top, 1);
+        Posterior {
+            mean: self.mean.forward(h.clone()),
+            log_var: self.log_var.forward(h),
+        }
+    }
+}
+
+/// Settings of the network that are not parameters.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// Dimension of z (1, unused, for the language model).
+    pub latent: usize,
+    pub has_latent: bool,
+    pub every_input: bool,
+    pub dropout: f64,
+    pub word_dropout: f64,
+    pub vocab_size: usize,
+}
+
+/// The sentence VAE (or, without an encoder, the language model).
+#[derive(Module, Debug)]
+pub struct TextVae {
+    pub encoder: Option<SentenceEncoder>,
+    pub embedding: Param<Tensor<2>>,
+    /// z -> the decoder's initial state, all layers side by side.
+    pub init_state: Option<Linear>,
+    pub decoder: Rnn,
+    pub out: Linear,
+    pub prior: Prior,
+    #[module(skip)]
+    pub shape: Shape,
+}
+
+impl TextVae {
+    /// A fresh model for a vocabulary of `vocab_size` entries; weights depend only on `seed`.
+    pub fn new(config: &TextVaeConfig, vocab_size: usize, seed: u64, device: &Device) -> Self {
+        let mut rng = rng_for(seed, b"text-vae-init", 0);
+        let rng = &mut rng;
+        let l = config.latent.max(1);
+        let has_latent = config.has_latent();
+        let e = config.embedding;
+        let encoder = has_latent.then(|| {
+            let enc = &config.encoder;
+            let embedding = embedding_table(vocab_size, e, rng, device);
+            let rnn = Rnn::new(
+                enc.cell,
+                e,
+                enc.hidden,
+                enc.layers,
+                enc.bidirectional,
+                rng,
+                device,
+            );
+            let width = rnn.output_size();
+            SentenceEncoder {
+                embedding,
+                rnn,
+                mean: linear(width, l, rng, device),
+                log_var: linear(width, l, rng, device),
+            }
+        });
+        let dec = &config.decoder;
+        let every_input = has_latent && config.conditioning.every_input;
+        let embedding = embedding_table(vocab_size, e, rng, device);
+        let d_in = e + if every_input { l } else { 0 };
+        let decoder = Rnn::new(dec.cell, d_in, dec.hidden, dec.layers, false, rng, device);
+        let init_state = (has_latent && config.conditioning.initial_state)
+            .then(|| linear(l, dec.layers * dec.hidden, rng, device));
+        let out = linear(dec.hidden, vocab_size, rng, device);
+        let prior = Prior::from_config(&prior_of(config), l, rng, device);
+        Self {
+            encoder,
+            embedding,
+            init_state,
+            decoder,
+            out,
+            prior,
+            shape: Shape {
+                latent: l,
+                has_latent,
+                every_input,
+                dropout: config.dropout,
+                word_dropout: config.word_dropout,
+                vocab_size,
+            },
+        }
+    }
+
+    /// The decoder's initial states for latent codes `z` `[N, latent]` (zeros without conditioning).
+    pub fn initial_states(&self, z: &Tensor<2>) -> Vec<RnnState> {
+        let n = z.dims()[0];
+        let (kind, h, layers) = (
+            self.decoder.kind(),
+            self.decoder.hidden(),
+            self.decoder.layers(),
+        );
+        match &self.init_state {
+            None => (0..layers)
+                .map(|_| RnnState::zeros(kind, n, h, &z.device()))
+                .collect(),
+            Some(map) => {
+                let all = map.forward(z.clone());
+                (0..layers)
+                    .map(|i| {
+                        let part = all.clone().slice([0..n, i * h..(i + 1) * h]);
+                        match kind {
+                            // As He et al. 2019's decoder: c0 = W z, h0 = tanh(c0).
+                            CellKind::Lstm => RnnState {
+                                h: activation::tanh(part.clone()),
+                                c: Some(part),
+                            },
+                            CellKind::Gru => RnnState {
+                                h: activation::tanh(part),
+                                c: None,
+                            },
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Decoder inputs: the embeddings of `ids` `[N, T]`, with z `[N, latent]` beside each when the
+    /// model conditions every input.
+    fn decoder_inputs(&self, ids: Tensor<2, Int>, z: &Tensor<2>, noise: Option<u64>) -> Tensor<3> {
+        let [n, t] = ids.dims();
+        let emb = burn::tensor::module::embedding(self.embedding.val(), ids);
+        let emb = dropout(emb, self.shape.dropout, noise, b"dropout-input");
+        if self.shape.every_input {
+            let l = self.shape.latent;
+            let zs = z.clone().reshape([n, 1, l]).expand([n, t, l]);
+            Tensor::cat(vec![emb, zs], 2)
+        } else {
+            emb
+        }
+    }
+
+    /// Logits over the vocabulary and the new states after reading `prev` `[N]` (one step of
+    /// generation).
+    pub fn next_logits(
+        &self,
+        prev: Tensor<1, Int>,
+        z: &Tensor<2>,
+        states: Vec<RnnState>,
+    ) -> (Tensor<2>, Vec<RnnState>) {
+        let n = prev.dims()[0];
+        let x = self.decoder_inputs(prev.reshape([n, 1]), z, None);
+        let d = x.dims()[2];
+        let (h, states) = self.decoder.step(x.reshape([n, d]), states);
+        (self.out.forward(h), states)
+    }
+
+    /// `log p(x | z)` per row for `z` `[S * B, latent]` (sample-major) and the batch `x`.
+    pub fn sentence_log_prob(&self, x: &TextBatch, z: Tensor<2>, samples: usize) -> Tensor<1> {
+        let tb = &x.tokens;
+        let [b, t] = tb.tokens.dims();
+        let rows = samples * b;
+        let mut input = tb.decoder_input.clone();
+        if let Some(seed) = x.noise
+            && self.shape.word_dropout > 0.0
+        {
+            input = word_dropout(input, self.shape.word_dropout, seed);
+        }
+        let repeat = |ids: Tensor<2, Int>| {
+            if samples == 1 {
+                ids
+            } else {
+                ids.repeat_dim(0, samples)
+            }
+        };
+        let inputs = self.decoder_inputs(repeat(input), &z, x.noise);
+        let init = self.initial_states(&z);
+        let (out, _) = self.decoder.forward(inputs, None, Some(init));
+        let out = dropout(out, self.shape.dropout, x.noise, b"dropout-output");
+        let h = out.dims()[2];
+        let logits = self.out.forward(out.reshape([rows * t, h]));
+        // log softmax at the targets: logit - log sum exp (the max shift needs no gradient).
+        let max = logits.clone().max_dim(1).detach();
+        let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+        let targets = repeat(tb.tokens.clone()).reshape([rows * t, 1]);
+        let picked = logits.gather(1, targets);
+        let mask = if samples == 1 {
+            tb.mask.clone()
+        } else {
+            tb.mask.clone().repeat_dim(0, samples)
+        };
+        ((picked - lse).reshape([rows, t]) * mask)
+            .sum_dim(1)
+            .reshape([rows])
+    }
+}
+
+fn prior_of(config: &TextVaeConfig) -> PriorConfig {
+    config.prior.clone()
+}
+
+/// Inverted dropout with a host-drawn mask (reproducible on every backend); identity without noise.
+fn dropout(x: Tensor<3>, p: f64, noise: Option<u64>, stream: &[u8]) -> Tensor<3> {
+    let Some(seed) = noise else { return x };
+    if p <= 0.0 {
+        return x;
+    }
+    let shape = x.dims();
+    let mut rng = rng_for(seed, stream, 0);
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let values: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+        .collect();
+    x.clone() * Tensor::from_data(TensorData::new(values, shape), &x.device())
+}
+
+/// Word dropout: each decoder input but `<bos>` becomes `<unk>` with probability `p`.
+fn word_dropout(ids: Tensor<2, Int>, p: f64, seed: u64) -> Tensor<2, Int> {
+    let [b, t] = ids.dims();
+    let mut rng = rng_for(seed, b"word-dropout", 0);
+    let drop: Vec<bool> = (0..b * t)
+        .map(|i| i % t != 0 && rng.random::<f64>() < p)
+        .collect();
+    let mask = Tensor::<2, Bool>::from_data(TensorData::new(drop, [b, t]), &ids.device());
+    ids.mask_fill(mask, UNK as i64)
+}
+
+impl AmortizedModel for TextVae {
+    type Config = TextVaeConfig;
+    type Batch = TextBatch;
+    type Data = TextDataset;
+
+    fn init(config: &TextVaeConfig, seed: u64, device: &Device) -> Self {
+        Self::new(config, config.vocab_size, seed, device)
+    }
+
+    fn check_data(config: &TextVaeConfig, data: &TextDataset) -> Result<(), VaeError> {
+        if data.vocab_size != config.vocab_size {
+            return Err(VaeError::Checkpoint(format!(
+                "the data were encoded with a vocabulary of {} entries but the model has {}",
+                data.vocab_size, config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn posterior(&self, x: &TextBatch) -> Posterior {
+        match &self.encoder {
+            Some(enc) => enc.forward(&x.tokens.tokens, &x.tokens.lengths),
+            None => {
+                // No latent code: the posterior is the prior, so KL = 0 and every bound is exact.
+                let b = x.tokens.lengths.len();
+                let zeros = Tensor::zeros([b, self.shape.latent], &x.tokens.mask.device());
+                Posterior {
+                    mean: zeros.clone(),
+                    log_var: zeros,
+                }
+            }
+        }
+    }
+
+    fn log_likelihood(&self, x: &TextBatch, z: Tensor<2>, samples: usize) -> Tensor<1> {
+        self.sentence_log_prob(x, z, samples)
+    }
+
+    fn prior(&self) -> &Prior {
+        &self.prior
+    }
+
+    fn guide_gradients(&self, grads: Gradients) -> GradientsParams {
+        match &self.encoder {
+            Some(enc) => GradientsParams::from_grads(grads, enc),
+            None => GradientsParams::new(),
+        }
+    }
+}
