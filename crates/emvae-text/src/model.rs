@@ -222,20 +222,36 @@ impl TextVae {
         let out = dropout(out, self.shape.dropout, x.noise, b"dropout-output");
         let h = out.dims()[2];
         let logits = self.out.forward(out.reshape([rows * t, h]));
-        // log softmax at the targets: logit - log sum exp (the max shift needs no gradient).
-        let max = logits.clone().max_dim(1).detach();
-        let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
         let targets = repeat(tb.tokens.clone()).reshape([rows * t, 1]);
-        let picked = logits.gather(1, targets);
+        let log_p = log_softmax_at(logits, targets);
         let mask = if samples == 1 {
             tb.mask.clone()
         } else {
             tb.mask.clone().repeat_dim(0, samples)
         };
-        ((picked - lse).reshape([rows, t]) * mask)
+        (log_p.reshape([rows, t]) * mask)
             .sum_dim(1)
             .reshape([rows])
     }
+}
+
+/// `log softmax(logits)` at the `targets` `[N, 1]`: `[N, 1]`.
+///
+/// The vocabulary-wide part runs on the backend's fused softmax without autodiff: with `p = softmax(l)`,
+/// `lse = max(l) - log max(p)` (exact, and `max(p) >= 1/V` cannot underflow), and the gradient of `lse`,
+/// which is `p`, enters through the surrogate `s - detach(s) + lse` with `s = sum(l * detach(p))`. This
+/// spares the autodiff graph a `[N, V]` exponential and its intermediate buffers per step.
+pub fn log_softmax_at(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let plain = logits.clone().inner();
+    let p = activation::softmax(plain.clone(), 1);
+    let lse = plain.max_dim(1) - p.clone().max_dim(1).log();
+    let lse = if logits.is_autodiff() {
+        let s = (logits.clone() * Tensor::from_inner(p)).sum_dim(1);
+        s.clone() - s.detach() + Tensor::from_inner(lse)
+    } else {
+        lse
+    };
+    logits.gather(1, targets) - lse
 }
 
 fn prior_of(config: &TextVaeConfig) -> PriorConfig {
@@ -315,5 +331,45 @@ impl AmortizedModel for TextVae {
             Some(enc) => GradientsParams::from_grads(grads, enc),
             None => GradientsParams::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn log_softmax_at_matches_the_direct_formula_in_value_and_gradient() {
+        let device = Device::flex().autodiff();
+        let plain = Tensor::<2>::random([7, 50], Distribution::Normal(0.0, 3.0), &Device::flex());
+        let targets = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![0i64, 3, 49, 7, 7, 20, 1], [7, 1]),
+            &device,
+        );
+        let weights = Tensor::<2>::random([7, 1], Distribution::Default, &device);
+        let run = |fused: bool| {
+            let l = Tensor::from_inner(plain.clone()).require_grad();
+            let out = if fused {
+                log_softmax_at(l.clone(), targets.clone())
+            } else {
+                activation::log_softmax(l.clone(), 1).gather(1, targets.clone())
+            };
+            let value = out.clone().inner().into_data().try_to_vec::<f32>().unwrap();
+            let grads = (out * weights.clone()).sum().backward();
+            let g = l.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            (value, g)
+        };
+        let (v1, g1) = run(true);
+        let (v2, g2) = run(false);
+        for (a, b) in v1.iter().zip(&v2).chain(g1.iter().zip(&g2)) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        // Plain tensors (evaluation) give the same values.
+        let v3 = log_softmax_at(plain.clone(), targets.clone().inner())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(v1, v3);
     }
 }
