@@ -752,6 +752,34 @@ pub fn check_training(
     Ok(())
 }
 
+impl crate::amortized::ModelConfig for VaeConfig {
+    fn objective(&self) -> &ObjectiveConfig {
+        &self.objective
+    }
+    fn estep(&self) -> &EStepConfig {
+        &self.estep
+    }
+    fn train(&self) -> &TrainConfig {
+        &self.train
+    }
+    fn eval(&self) -> &EvalConfig {
+        &self.eval
+    }
+    fn latent_dim(&self) -> usize {
+        VaeConfig::latent_dim(self)
+    }
+    fn mixture_prior(&self) -> bool {
+        self.prior.kind == PriorKind::Mixture
+    }
+    fn architecture(&self) -> String {
+        serde_json::to_string(&(&self.encoder, &self.decoder, &self.likelihood, &self.prior))
+            .expect("configs serialise")
+    }
+    fn check(&self) -> Result<(), InvalidParam> {
+        VaeConfig::check(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,33 +822,5 @@ mod tests {
         c.objective.kind = ObjectiveKind::Iwae;
         c.objective.free_bits = 0.5;
         assert_eq!(c.check().unwrap_err().key, "objective.free_bits");
-    }
-}
-
-impl crate::amortized::ModelConfig for VaeConfig {
-    fn objective(&self) -> &ObjectiveConfig {
-        &self.objective
-    }
-    fn estep(&self) -> &EStepConfig {
-        &self.estep
-    }
-    fn train(&self) -> &TrainConfig {
-        &self.train
-    }
-    fn eval(&self) -> &EvalConfig {
-        &self.eval
-    }
-    fn latent_dim(&self) -> usize {
-        VaeConfig::latent_dim(self)
-    }
-    fn mixture_prior(&self) -> bool {
-        self.prior.kind == PriorKind::Mixture
-    }
-    fn architecture(&self) -> String {
-        serde_json::to_string(&(&self.encoder, &self.decoder, &self.likelihood, &self.prior))
-            .expect("configs serialise")
-    }
-    fn check(&self) -> Result<(), InvalidParam> {
-        VaeConfig::check(self)
     }
 }
