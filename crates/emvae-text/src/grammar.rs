@@ -1,12 +1,13 @@
 //! A generated corpus from a small grammar with two known, independent factors: sentiment and topic.
 //!
-//! The grammar is built so that the factors are what a sentence VAE's code naturally carries: three
-//! short templates share every (sentiment, topic), and nearly all of a sentence's words are drawn for
-//! its factors. A factor word comes within the first few words of every sentence, and each factor fills
-//! two or three slots consistently (a sentiment opener or verb and an adjective; a topic noun, venue and
-//! verb), from short word lists, so which class a sentence belongs to carries most of its information
-//! and the only neutral choice is one intensifier. About one sentence in ten repeats an earlier one with
-//! its intensifier changed, so a model also meets near-duplicates.
+//! The grammar is built so that the factors are what a sentence VAE's code naturally carries: nearly
+//! all of a sentence's words are drawn for its factors, from short word lists, and the only neutral
+//! choice is one intensifier. Each topic has its own sentence frame (its function words and word order
+//! are topic-specific too) with a topic noun and venue; the sentiment opens the sentence, fills the
+//! adjective (and in two frames a verb) and closes it with a fixed verdict ("never again" or "highly
+//! recommended"), the same in every frame, so both factors run through the whole sentence, from its first
+//! word to its last, and each shows the same way whatever the other is. About one sentence in ten repeats
+//! an earlier one with its intensifier changed, so a model also meets near-duplicates.
 
 use emvae_core::rng::{Rng, rng_for};
 use rand::Rng as _;
@@ -20,18 +21,19 @@ pub const TOPICS: [&str; 4] = ["food", "film", "travel", "sport"];
 /// Probability that a sentence repeats an earlier one with one neutral word swapped.
 const NEAR_DUPLICATE: f64 = 0.1;
 
-/// Every template has at least two sentiment slots and two topic slots, one of them among its
-/// first four words, and one neutral slot (`{int}`).
-const TEMPLATES: [&str; 3] = [
-    "{sopen} , i {tverb} the {noun} at the {venue} and it was {int} {adj}",
-    "i {sverb} the {noun} at the {venue} , it was {int} {adj}",
-    "the {noun} was {int} {adj} and i {sverb} the {venue}",
+/// One sentence frame per topic (indexed as [`TOPICS`]). Each opens with a sentiment word, names a topic
+/// noun within its first six words, ends with the sentiment's verdict, and has one neutral slot (`{int}`).
+const TEMPLATES: [&str; 4] = [
+    "{sopen} , the {noun} at the {venue} tasted {int} {adj} , {verdict}",
+    "{sopen} , i {sverb} the {noun} at the {venue} , {int} {adj} acting , {verdict}",
+    "{sopen} , our {noun} by the {venue} was {int} {adj} , {verdict}",
+    "{sopen} , we {sverb} the {noun} at the {venue} , {int} {adj} play , {verdict}",
 ];
 
 const NOUNS: [[&str; 4]; 4] = [
     ["pasta", "soup", "pizza", "steak"],
     ["movie", "film", "sequel", "show"],
-    ["hotel", "resort", "cabin", "tour"],
+    ["hotel", "resort", "cabin", "villa"],
     ["match", "game", "race", "final"],
 ];
 const VENUES: [[&str; 2]; 4] = [
@@ -39,12 +41,6 @@ const VENUES: [[&str; 2]; 4] = [
     ["cinema", "theater"],
     ["beach", "lake"],
     ["stadium", "arena"],
-];
-const TOPIC_VERBS: [[&str; 2]; 4] = [
-    ["ate", "ordered"],
-    ["watched", "saw"],
-    ["booked", "visited"],
-    ["attended", "followed"],
 ];
 const ADJECTIVES: [[&str; 4]; 2] = [
     ["awful", "terrible", "dreadful", "poor"],
@@ -54,7 +50,9 @@ const SENTIMENT_VERBS: [[&str; 3]; 2] = [
     ["hated", "disliked", "regretted"],
     ["loved", "enjoyed", "adored"],
 ];
-const SENTIMENT_OPENERS: [[&str; 2]; 2] = [["sadly", "unfortunately"], ["luckily", "thankfully"]];
+const SENTIMENT_OPENERS: [[&str; 2]; 2] = [["sadly", "unfortunately"], ["happily", "luckily"]];
+/// The closing verdict: one fixed phrase per sentiment.
+const VERDICTS: [[&str; 1]; 2] = [["never again"], ["highly recommended"]];
 const INTENSIFIERS: [&str; 3] = ["really", "very", "truly"];
 
 /// How many sentences to generate, from which seed.
@@ -150,10 +148,10 @@ fn choices(slot: &str, sentiment: usize, topic: usize) -> (&'static [&'static st
     match slot {
         "noun" => (&NOUNS[topic], false),
         "venue" => (&VENUES[topic], false),
-        "tverb" => (&TOPIC_VERBS[topic], false),
         "adj" => (&ADJECTIVES[sentiment], false),
         "sverb" => (&SENTIMENT_VERBS[sentiment], false),
         "sopen" => (&SENTIMENT_OPENERS[sentiment], false),
+        "verdict" => (&VERDICTS[sentiment], false),
         _ => (&INTENSIFIERS, true),
     }
 }
@@ -163,7 +161,7 @@ fn pick(list: &[&'static str], rng: &mut Rng) -> &'static str {
 }
 
 fn fresh(sentiment: usize, topic: usize, rng: &mut Rng) -> Draft {
-    let template = rng.random_range(0..TEMPLATES.len());
+    let template = topic; // each topic has its own frame
     let fills = slots(template)
         .map(|slot| pick(choices(slot, sentiment, topic).0, rng))
         .collect();
@@ -250,22 +248,16 @@ mod tests {
     #[test]
     fn factors_recoverable_by_keywords() {
         let topic_words: Vec<HashSet<&str>> = (0..4)
-            .map(|t| {
-                NOUNS[t]
-                    .iter()
-                    .chain(&VENUES[t])
-                    .chain(&TOPIC_VERBS[t])
-                    .copied()
-                    .collect()
-            })
+            .map(|t| NOUNS[t].iter().chain(&VENUES[t]).copied().collect())
             .collect();
         let sentiment_words: Vec<HashSet<&str>> = (0..2)
             .map(|s| {
                 ADJECTIVES[s]
                     .iter()
                     .chain(&SENTIMENT_OPENERS[s])
+                    .chain(&VERDICTS[s])
                     .chain(&SENTIMENT_VERBS[s])
-                    .copied()
+                    .flat_map(|p| p.split_whitespace())
                     .collect()
             })
             .collect();
@@ -277,6 +269,26 @@ mod tests {
             };
             assert_eq!(hits(&topic_words), [s.topic], "{:?}", s.words);
             assert_eq!(hits(&sentiment_words), [s.sentiment], "{:?}", s.words);
+            // Each factor shows in several slots, one of them within the first six words.
+            let count = |set: &HashSet<&str>, words: &[String]| {
+                words.iter().filter(|w| set.contains(w.as_str())).count()
+            };
+            assert!(count(&topic_words[s.topic], &s.words) >= 2, "{:?}", s.words);
+            assert!(
+                count(&sentiment_words[s.sentiment], &s.words) >= 4,
+                "{:?}",
+                s.words
+            );
+            assert!(
+                count(&topic_words[s.topic], &s.words[..6]) >= 1,
+                "{:?}",
+                s.words
+            );
+            assert!(
+                count(&sentiment_words[s.sentiment], &s.words[..1]) == 1,
+                "{:?}",
+                s.words
+            );
         }
     }
 
@@ -291,7 +303,6 @@ mod tests {
             .iter()
             .flat_map(|x| x.words.iter().map(String::as_str))
             .collect();
-        eprintln!("vocab {} lengths {lo}..={hi}", vocab.len());
         assert!((55..=200).contains(&vocab.len()), "{} words", vocab.len());
         let distinct: HashSet<&Vec<String>> = s.iter().map(|x| &x.words).collect();
         assert!(distinct.len() < s.len(), "no repeated sentence at all");

@@ -229,9 +229,7 @@ impl TextVae {
         } else {
             tb.mask.clone().repeat_dim(0, samples)
         };
-        (log_p.reshape([rows, t]) * mask)
-            .sum_dim(1)
-            .reshape([rows])
+        (log_p.reshape([rows, t]) * mask).sum_dim(1).reshape([rows])
     }
 }
 
@@ -357,7 +355,12 @@ mod tests {
             };
             let value = out.clone().inner().into_data().try_to_vec::<f32>().unwrap();
             let grads = (out * weights.clone()).sum().backward();
-            let g = l.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            let g = l
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             (value, g)
         };
         let (v1, g1) = run(true);
