@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use emvae_core::run::{MetricsLog, RunDir};
+use emvae_core::run::RunDir;
 use emvae_text::batch::TextData;
 use emvae_text::corpus::{Corpus, CorpusOptions, parse_corpus, parse_sentence, read_corpus};
 use emvae_text::grammar::{GrammarSpec, LabelFactor, generate, to_lines};
@@ -24,12 +24,10 @@ use crate::args::{
 };
 use crate::error::{CliError, CliResult};
 use crate::output::RowWriter;
-use crate::progress::Progress;
 use crate::runconfig::LoadedConfig;
 use crate::runs::{TrainTarget, already_complete, open_run, read_checkpoint};
 use crate::vae::{
-    BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, Observer, device, records_covered,
-    write_checkpoint,
+    BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, amortized_error, device, run_training,
 };
 
 /// The run's vocabulary, built from its training split.
@@ -44,13 +42,7 @@ fn text_error(loaded: &LoadedConfig, e: TextError) -> CliError {
 }
 
 fn vae_error(loaded: &LoadedConfig, e: VaeError) -> CliError {
-    match e {
-        VaeError::InvalidParam(p) => loaded.invalid(p.within("text")),
-        VaeError::Data(d) => d.into(),
-        VaeError::Checkpoint(m) => CliError::user(format!("checkpoint: {m}")),
-        VaeError::Diverged(m) => CliError::user(m),
-        VaeError::Observer(inner) => CliError::runtime(inner),
-    }
+    amortized_error(loaded, "text", e)
 }
 
 /// The training corpus and the held-out one.
@@ -184,7 +176,6 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     if checkpoint.is_none() {
         run.write(VOCAB_FILE, &vocab.to_json_bytes())?;
     }
-    let metrics = MetricsLog::resume(run.path(RunDir::METRICS), records_covered(&trainer.state))?;
     let what = if config.has_latent() {
         format!(
             "a sentence VAE ({:?} encoder {}, {:?} decoder {}, z = {})",
@@ -211,32 +202,11 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         trainer.total_steps(),
         config.train.batch_size
     );
-    if trainer.state.step > 0 {
-        tracing::info!(
-            "resuming at step {} (epoch {})",
-            trainer.state.step,
-            trainer.state.epoch + 1
-        );
-    }
-    let mut observer = Observer {
-        run,
-        metrics,
-        every: loaded.config.run.checkpoint_every,
-        epochs_since: 0,
-        progress: Progress::new(trainer.total_steps(), "steps", true),
-    };
-    observer.progress.update(trainer.state.step, String::new());
-    let outcome = trainer
-        .run(&mut observer, stop_after.map(|s| s as u64))
-        .map_err(|e| vae_error(loaded, e))?;
-    drop(observer.progress);
-    write_checkpoint(run, &observer.metrics, &trainer).map_err(CliError::runtime)?;
-    if outcome == Outcome::Stopped {
-        tracing::info!(
-            "stopped after step {} as asked; continue with: emvae train --out {} --resume",
-            trainer.state.step,
-            run.root().display()
-        );
+    let every = loaded.config.run.checkpoint_every;
+    if run_training(&mut trainer, run, every, stop_after, &|e| {
+        vae_error(loaded, e)
+    })? == Outcome::Stopped
+    {
         return Ok(());
     }
     run.write(

@@ -26,8 +26,13 @@ pub const MODEL_FILE: &str = "model.bpk";
 pub const BEST_MODEL_FILE: &str = "model_best.bpk";
 
 fn vae_error(loaded: &LoadedConfig, e: VaeError) -> CliError {
+    amortized_error(loaded, "vae", e)
+}
+
+/// An error of the amortized machinery as the CLI reports it; config keys are located under `table`.
+pub(crate) fn amortized_error(loaded: &LoadedConfig, table: &str, e: VaeError) -> CliError {
     match e {
-        VaeError::InvalidParam(p) => loaded.invalid(p.within("vae")),
+        VaeError::InvalidParam(p) => loaded.invalid(p.within(table)),
         VaeError::Data(d) => d.into(),
         VaeError::Checkpoint(m) => CliError::user(format!("checkpoint: {m}")),
         VaeError::Diverged(m) => CliError::user(m),
@@ -66,7 +71,7 @@ pub(crate) fn device(
 }
 
 /// Writes metrics, checkpoints and the best model of any amortized run as it trains.
-pub(crate) struct Observer<'a> {
+struct Observer<'a> {
     pub run: &'a RunDir,
     pub metrics: MetricsLog,
     pub every: usize,
@@ -131,8 +136,48 @@ impl<M: AmortizedModel> TrainObserver<M> for Observer<'_> {
     }
 }
 
+/// Trains in `run` until done or `stop_after` steps: metrics appended, checkpoints every `every` epochs
+/// (and the best model at each improvement) through [`Observer`], a checkpoint at the end.
+pub(crate) fn run_training<M: AmortizedModel>(
+    trainer: &mut AmortizedTrainer<M>,
+    run: &RunDir,
+    every: usize,
+    stop_after: Option<usize>,
+    error: &dyn Fn(VaeError) -> CliError,
+) -> CliResult<Outcome> {
+    let metrics = MetricsLog::resume(run.path(RunDir::METRICS), records_covered(&trainer.state))?;
+    if trainer.state.step > 0 {
+        tracing::info!(
+            "resuming at step {} (epoch {})",
+            trainer.state.step,
+            trainer.state.epoch + 1
+        );
+    }
+    let mut observer = Observer {
+        run,
+        metrics,
+        every,
+        epochs_since: 0,
+        progress: Progress::new(trainer.total_steps(), "steps", true),
+    };
+    observer.progress.update(trainer.state.step, String::new());
+    let outcome = trainer
+        .run(&mut observer, stop_after.map(|s| s as u64))
+        .map_err(error)?;
+    drop(observer.progress);
+    write_checkpoint(run, &observer.metrics, trainer).map_err(CliError::runtime)?;
+    if outcome == Outcome::Stopped {
+        tracing::info!(
+            "stopped after step {} as asked; continue with: emvae train --out {} --resume",
+            trainer.state.step,
+            run.root().display()
+        );
+    }
+    Ok(outcome)
+}
+
 /// Metrics first, then the checkpoint: on resume the metrics are cut back to what it covers.
-pub(crate) fn write_checkpoint<M: AmortizedModel>(
+fn write_checkpoint<M: AmortizedModel>(
     run: &RunDir,
     metrics: &MetricsLog,
     trainer: &AmortizedTrainer<M>,
@@ -144,7 +189,7 @@ pub(crate) fn write_checkpoint<M: AmortizedModel>(
 }
 
 /// Epoch records a checkpoint's state covers.
-pub(crate) fn records_covered(state: &TrainState) -> usize {
+fn records_covered(state: &TrainState) -> usize {
     state.epoch as usize + usize::from(state.finished && state.batch_in_epoch > 0)
 }
 
@@ -171,7 +216,6 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
             .map_err(|e| vae_error(loaded, e))?,
     };
     target.prepare(force)?;
-    let metrics = MetricsLog::resume(run.path(RunDir::METRICS), records_covered(&trainer.state))?;
     tracing::info!(
         "training a {} VAE ({} strategy, {:?} objective) on {} rows x {} columns from {} ({} held out) on {backend}; \
          {} steps of {} rows",
@@ -195,35 +239,13 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         trainer.total_steps(),
         config.train.batch_size
     );
-    if trainer.state.step > 0 {
-        tracing::info!(
-            "resuming at step {} (epoch {})",
-            trainer.state.step,
-            trainer.state.epoch + 1
-        );
-    }
-    let mut observer = Observer {
-        run,
-        metrics,
-        every: loaded.config.run.checkpoint_every,
-        epochs_since: 0,
-        progress: Progress::new(trainer.total_steps(), "steps", true),
-    };
-    observer.progress.update(trainer.state.step, String::new());
-    let outcome = trainer
-        .run(&mut observer, stop_after.map(|s| s as u64))
-        .map_err(|e| vae_error(loaded, e))?;
-    drop(observer.progress);
-    if outcome == Outcome::Stopped {
-        write_checkpoint(run, &observer.metrics, &trainer).map_err(CliError::runtime)?;
-        tracing::info!(
-            "stopped after step {} as asked; continue with: emvae train --out {} --resume",
-            trainer.state.step,
-            run.root().display()
-        );
+    let every = loaded.config.run.checkpoint_every;
+    if run_training(&mut trainer, run, every, stop_after, &|e| {
+        vae_error(loaded, e)
+    })? == Outcome::Stopped
+    {
         return Ok(());
     }
-    write_checkpoint(run, &observer.metrics, &trainer).map_err(CliError::runtime)?;
     run.write(
         MODEL_FILE,
         &trainer.model_bytes().map_err(|e| vae_error(loaded, e))?,
