@@ -314,6 +314,11 @@ fn text_runs_serve_latent_code_commands_and_resume_exactly() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let eval: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(eval["perplexity"].as_f64().unwrap() > 1.0);
+    let best = emvae(d, &["eval", "--run", run, "--iw-samples", "4", "--best"]);
+    assert_eq!(best.code, 0, "{}", best.stderr);
+    std::fs::remove_file(d.join("runs/split/model_best.bpk")).unwrap();
+    let out = emvae(d, &["encode", "--run", "runs/split", "--best"]);
+    assert_user_error(&out, "no best model", &["model_best.bpk"]);
 
     // The language-model baseline: the same config with the latent switched off; its KL is 0.
     let lm = config.replace("latent = 4", "latent = 0");

@@ -139,6 +139,9 @@ pub struct EvalArgs {
     /// VAE: also measure the amortization gap (per-point optimised posteriors vs the encoder's).
     #[arg(long)]
     pub amortization_gap: bool,
+    /// VAE and text models: evaluate the model of the best held-out evaluation instead of the last.
+    #[arg(long)]
+    pub best: bool,
 }
 
 #[derive(Debug, Args)]

@@ -27,7 +27,7 @@ use crate::output::RowWriter;
 use crate::runconfig::LoadedConfig;
 use crate::runs::{TrainTarget, already_complete, open_run, read_checkpoint};
 use crate::vae::{
-    BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, amortized_error, device, run_training,
+    CHECKPOINT_FILE, MODEL_FILE, amortized_error, device, read_model_bytes, run_training,
 };
 
 /// The run's vocabulary, built from its training split.
@@ -295,24 +295,7 @@ fn open_trained(
     config.vocab_size = vocab.len();
     let (device, _) = device(&loaded, backend)?;
     let device = device.without_autodiff();
-    let name = if best { BEST_MODEL_FILE } else { MODEL_FILE };
-    let path = run.path(name);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        CliError::user(if run.exists(name) {
-            format!("{}: {e}", path.display())
-        } else if best {
-            format!(
-                "{} has no {BEST_MODEL_FILE}: the run had no held-out evaluation yet",
-                dir.display()
-            )
-        } else {
-            format!(
-                "{} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {} --resume)",
-                dir.display(),
-                dir.display()
-            )
-        })
-    })?;
+    let (path, bytes) = read_model_bytes(&run, best)?;
     let fresh = TextVae::new(&config, vocab.len(), loaded.config.seed, &device);
     let model = load_model(fresh, &bytes).map_err(|e| {
         CliError::user(format!(
@@ -612,7 +595,7 @@ pub fn interpolate(args: &InterpolateArgs) -> CliResult<()> {
 }
 
 pub fn eval(args: &EvalArgs) -> CliResult<()> {
-    let t = open_trained(&args.run.run, false, args.run.backend)?;
+    let t = open_trained(&args.run.run, args.best, args.run.backend)?;
     let (_, data, _) = command_sentences(&t, args.run.data.as_deref())?;
     let v = t.vocab.len();
     let set = TextDataset::evaluation(data, v);

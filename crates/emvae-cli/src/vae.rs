@@ -294,21 +294,37 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     Ok(())
 }
 
-/// A trained model of a run: from `model.bpk`, or the last checkpoint of an unfinished run.
-fn load_trained(loaded: &LoadedConfig, run: &RunDir, device: &Device) -> CliResult<Vae> {
-    let config = loaded.vae();
-    let fresh = Vae::new(config, loaded.config.seed, device);
-    let (path, bytes) = if run.exists(MODEL_FILE) {
-        let p = run.path(MODEL_FILE);
-        let b = std::fs::read(&p).map_err(|e| CliError::user(format!("{}: {e}", p.display())))?;
-        (p, b)
-    } else {
-        return Err(CliError::user(format!(
-            "{} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {} --resume)",
-            run.root().display(),
-            run.root().display()
-        )));
-    };
+/// The parameters of a run's trained model: `model.bpk`, or with `best` the model of its best held-out
+/// evaluation (`model_best.bpk`). Returns the file's path and bytes.
+pub(crate) fn read_model_bytes(
+    run: &RunDir,
+    best: bool,
+) -> CliResult<(std::path::PathBuf, Vec<u8>)> {
+    let name = if best { BEST_MODEL_FILE } else { MODEL_FILE };
+    let path = run.path(name);
+    let dir = run.root().display();
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok((path, bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::user(if best {
+            format!("{dir} has no {BEST_MODEL_FILE}: the run had no held-out evaluation yet")
+        } else {
+            format!(
+                "{dir} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {dir} --resume)"
+            )
+        })),
+        Err(e) => Err(CliError::user(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// A trained model of a run (see [`read_model_bytes`]).
+fn load_trained(
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    device: &Device,
+    best: bool,
+) -> CliResult<Vae> {
+    let fresh = Vae::new(loaded.vae(), loaded.config.seed, device);
+    let (path, bytes) = read_model_bytes(run, best)?;
     load_model(fresh, &bytes).map_err(|e| CliError::user(format!("{}: {e}", path.display())))
 }
 
@@ -355,7 +371,7 @@ fn source_for(
 pub fn eval(args: &EvalArgs) -> CliResult<()> {
     let (loaded, run) = open_run_data(&args.run)?;
     let (device, backend) = device(&loaded, args.run.backend)?;
-    let model = load_trained(&loaded, &run, &device)?;
+    let model = load_trained(&loaded, &run, &device, args.best)?;
     let (data, name) = command_data(&loaded, args.run.data.is_some())?;
     let config = loaded.vae();
     let k = args.iw_samples.unwrap_or(config.eval.final_iw_samples);
@@ -409,10 +425,10 @@ struct Encoded {
     log_var: Vec<f64>,
 }
 
-fn encode_rows(args: &crate::args::RunDataArgs) -> CliResult<Encoded> {
+fn encode_rows(args: &crate::args::RunDataArgs, best: bool) -> CliResult<Encoded> {
     let (loaded, run) = open_run_data(args)?;
     let (device, _) = device(&loaded, args.backend)?;
-    let model = load_trained(&loaded, &run, &device)?;
+    let model = load_trained(&loaded, &run, &device, best)?;
     let (data, _) = command_data(&loaded, args.data.is_some())?;
     let source = source_for(&loaded, &model, &data, &device);
     let (mean, log_var) = emvae_vae::diagnostics::encode_all(&model, &data, &source, &device);
@@ -427,7 +443,7 @@ fn encode_rows(args: &crate::args::RunDataArgs) -> CliResult<Encoded> {
 }
 
 pub fn encode(args: &EncodeArgs) -> CliResult<()> {
-    let e = encode_rows(&args.run)?;
+    let e = encode_rows(&args.run, args.best)?;
     let l = e.latent;
     let mut header = vec!["row".to_string()];
     header.extend((0..l).map(|j| format!("z{j}")));
@@ -466,7 +482,7 @@ fn write_decoded(
 pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
     let (loaded, run) = open_run(&args.run, None)?;
     let (device, _) = device(&loaded, args.backend)?;
-    let model = load_trained(&loaded, &run, &device)?;
+    let model = load_trained(&loaded, &run, &device, args.best)?;
     let l = loaded.vae().latent_dim();
     let z = emvae_core::data::load(&args.z, emvae_core::data::Format::Auto, &Default::default())?;
     if z.n_cols() != l {
@@ -487,7 +503,7 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
 }
 
 pub fn reconstruct(args: &EncodeArgs) -> CliResult<()> {
-    let e = encode_rows(&args.run)?;
+    let e = encode_rows(&args.run, args.best)?;
     let z = Matrix::new(e.data.n, e.latent, e.mean);
     let x = decode(&e.model, &z, &e.device);
     write_decoded(
@@ -502,7 +518,7 @@ pub fn reconstruct(args: &EncodeArgs) -> CliResult<()> {
 pub fn sample(args: &SampleArgs) -> CliResult<()> {
     let (loaded, run) = open_run(&args.run, None)?;
     let (device, _) = device(&loaded, None)?;
-    let model = load_trained(&loaded, &run, &device)?;
+    let model = load_trained(&loaded, &run, &device, args.best)?;
     let z = sample_prior(&model.prior, args.n_samples, args.seed, &device);
     let l = loaded.vae().latent_dim();
     let z = Matrix::new(args.n_samples, l, emvae_core::tensor::tensor_to_vec(z));
