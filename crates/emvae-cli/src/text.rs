@@ -209,11 +209,6 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     {
         return Ok(());
     }
-    run.write(
-        MODEL_FILE,
-        &trainer.model_bytes().map_err(|e| vae_error(loaded, e))?,
-    )?;
-    tracing::info!("final evaluation (IW-{} NLL)", config.eval.final_iw_samples);
     let (diag, _) = trainer
         .final_diagnostics()
         .map_err(|e| vae_error(loaded, e))?;

@@ -3,13 +3,13 @@
 use burn::tensor::Device;
 use emvae_core::data::{Binarize, Dataset, Matrix};
 use emvae_core::run::{MetricsLog, RunDir};
-use emvae_vae::AmortizedModel;
 use emvae_vae::data::{Binarization, VaeData};
 use emvae_vae::diagnostics::{DiagnoseOptions, amortization_gap, diagnose};
 use emvae_vae::inference::{PosteriorSource, decode, held_out_posteriors, sample_prior};
 use emvae_vae::train::{
     AmortizedTrainer, EpochRecord, Outcome, TrainObserver, TrainState, Trainer, load_model,
 };
+use emvae_vae::{AmortizedModel, ModelConfig};
 use emvae_vae::{Vae, VaeConfig, VaeError};
 use serde_json::json;
 
@@ -137,7 +137,8 @@ impl<M: AmortizedModel> TrainObserver<M> for Observer<'_> {
 }
 
 /// Trains in `run` until done or `stop_after` steps: metrics appended, checkpoints every `every` epochs
-/// (and the best model at each improvement) through [`Observer`], a checkpoint at the end.
+/// (and the best model at each improvement) through [`Observer`], a checkpoint at the end, and the
+/// trained model once finished.
 pub(crate) fn run_training<M: AmortizedModel>(
     trainer: &mut AmortizedTrainer<M>,
     run: &RunDir,
@@ -171,6 +172,12 @@ pub(crate) fn run_training<M: AmortizedModel>(
             "stopped after step {} as asked; continue with: emvae train --out {} --resume",
             trainer.state.step,
             run.root().display()
+        );
+    } else {
+        run.write(MODEL_FILE, &trainer.model_bytes().map_err(error)?)?;
+        tracing::info!(
+            "final evaluation (IW-{} NLL)",
+            trainer.config.eval().final_iw_samples
         );
     }
     Ok(outcome)
@@ -246,11 +253,6 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     {
         return Ok(());
     }
-    run.write(
-        MODEL_FILE,
-        &trainer.model_bytes().map_err(|e| vae_error(loaded, e))?,
-    )?;
-    tracing::info!("final evaluation (IW-{} NLL)", config.eval.final_iw_samples);
     let (diag, gap) = trainer
         .final_diagnostics()
         .map_err(|e| vae_error(loaded, e))?;
