@@ -8,7 +8,6 @@ use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::tensor::{Bool, Device, Gradients, Int, Tensor, TensorData, activation};
 use emvae_core::rng::{Rng, rng_for};
-use emvae_vae::config::PriorConfig;
 use emvae_vae::guide::Posterior;
 use emvae_vae::model::Prior;
 use emvae_vae::nn::{linear, param};
@@ -115,7 +114,7 @@ impl TextVae {
         let init_state = (has_latent && config.conditioning.initial_state)
             .then(|| linear(l, dec.layers * dec.hidden, rng, device));
         let out = linear(dec.hidden, vocab_size, rng, device);
-        let prior = Prior::from_config(&prior_of(config), l, rng, device);
+        let prior = Prior::from_config(&config.prior, l, rng, device);
         Self {
             encoder,
             embedding,
@@ -250,10 +249,6 @@ pub fn log_softmax_at(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
         lse
     };
     logits.gather(1, targets) - lse
-}
-
-fn prior_of(config: &TextVaeConfig) -> PriorConfig {
-    config.prior.clone()
 }
 
 /// Inverted dropout with a host-drawn mask (reproducible on every backend); identity without noise.
