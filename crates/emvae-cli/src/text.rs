@@ -27,7 +27,8 @@ use crate::output::RowWriter;
 use crate::runconfig::LoadedConfig;
 use crate::runs::{TrainTarget, already_complete, open_run, read_checkpoint};
 use crate::vae::{
-    CHECKPOINT_FILE, MODEL_FILE, amortized_error, device, read_model_bytes, run_training,
+    CHECKPOINT_FILE, MODEL_FILE, amortized_error, device, read_model_bytes, resume_error,
+    run_training,
 };
 
 /// The run's vocabulary, built from its training split.
@@ -160,14 +161,8 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let (device, backend) = device(loaded, None)?;
     let mut trainer = match &checkpoint {
         Some(bytes) => {
-            TextTrainer::resume(config.clone(), seed, device.clone(), train, test, bytes).map_err(
-                |e| match e {
-                    VaeError::Checkpoint(m) => {
-                        CliError::user(format!("{}: {m}", run.path(CHECKPOINT_FILE).display()))
-                    }
-                    other => vae_error(loaded, other),
-                },
-            )?
+            TextTrainer::resume(config.clone(), seed, device.clone(), train, test, bytes)
+                .map_err(|e| resume_error(run, e, &|e| vae_error(loaded, e)))?
         }
         None => TextTrainer::new(config.clone(), seed, device.clone(), train, test)
             .map_err(|e| vae_error(loaded, e))?,

@@ -136,6 +136,21 @@ impl<M: AmortizedModel> TrainObserver<M> for Observer<'_> {
     }
 }
 
+/// An error resuming from the run's checkpoint: a damaged or foreign checkpoint names its file; others go
+/// through `error`.
+pub(crate) fn resume_error(
+    run: &RunDir,
+    e: VaeError,
+    error: &dyn Fn(VaeError) -> CliError,
+) -> CliError {
+    match e {
+        VaeError::Checkpoint(m) => {
+            CliError::user(format!("{}: {m}", run.path(CHECKPOINT_FILE).display()))
+        }
+        other => error(other),
+    }
+}
+
 /// Trains in `run` until done or `stop_after` steps: metrics appended, checkpoints every `every` epochs
 /// (and the best model at each improvement) through [`Observer`], a checkpoint at the end, and the
 /// trained model once finished.
@@ -213,12 +228,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let checkpoint = read_checkpoint(run, CHECKPOINT_FILE, resume)?;
     let mut trainer = match &checkpoint {
         Some(bytes) => Trainer::resume(config.clone(), seed, device.clone(), train, test, bytes)
-            .map_err(|e| match e {
-                VaeError::Checkpoint(m) => {
-                    CliError::user(format!("{}: {m}", run.path(CHECKPOINT_FILE).display()))
-                }
-                other => vae_error(loaded, other),
-            })?,
+            .map_err(|e| resume_error(run, e, &|e| vae_error(loaded, e)))?,
         None => Trainer::new(config.clone(), seed, device.clone(), train, test)
             .map_err(|e| vae_error(loaded, e))?,
     };
