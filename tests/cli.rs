@@ -82,7 +82,70 @@ fn bad_inputs() -> Vec<BadInput> {
          vec!["not positive definite", "component", "increase gmm.reg_covar"]),
         ("wgpu backend not built", gmm_config(""), GOOD_DATA, vec!["--backend", "wgpu"],
          vec!["built without the wgpu backend", "--features wgpu"]),
+        ("duplicated column name", gmm_config(""), "x,y,x\n0.1,0.2,0.3\n1.5,1.1,1.0\n-0.3,0.4,0.1\n", vec![],
+         vec!["data.csv:1", "columns 0 and 2 (0-based) are both named `x`", "rename one"]),
     ]
+}
+
+/// (name, data file name, its bytes, expected fragments of the error): files that are not text.
+type BadFile = (&'static str, &'static str, Vec<u8>, Vec<&'static str>);
+
+fn bad_data_files() -> Vec<BadFile> {
+    // An IDX image file whose type byte is damaged (0x07 is no IDX type): valid UTF-8, so it used to be
+    // read as CSV and reported as a ragged row.
+    let mut idx = vec![0u8, 0, 0x07, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2];
+    idx.extend([0, 10, 20, 30, 40, 50, 60, 70]);
+    vec![
+        (
+            "IDX file with a wrong magic number",
+            "train-images-idx3-ubyte",
+            idx,
+            vec![
+                "train-images-idx3-ubyte",
+                "wrong magic number 0x00000703",
+                "taken from the file name",
+            ],
+        ),
+        (
+            "NumPy file without its magic",
+            "x.npy",
+            b"1,2\n3,4\n".to_vec(),
+            vec!["x.npy", "not a NumPy .npy file"],
+        ),
+        (
+            "Latin-1 CSV",
+            "data.csv",
+            b"x,y\n0.1,0.2\n1.5,1.1\n-0.3,0.4\xE9\n".to_vec(),
+            vec![
+                "data.csv:4",
+                "not UTF-8 text: byte 0xE9 at character 9 of the line",
+                "convert the file to UTF-8",
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn bad_data_files_give_clear_errors_and_exit_2() {
+    let mut failures = Vec::new();
+    for (name, file, bytes, expected) in bad_data_files() {
+        let dir = tempdir();
+        std::fs::write(dir.path().join(file), bytes).unwrap();
+        write(
+            dir.path(),
+            "c.toml",
+            &format!("model = \"gmm\"\n[data]\npath = \"{file}\"\n[gmm]\nn_components = 2\n"),
+        );
+        let out = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run"]);
+        let ok = out.code == 2
+            && !out.stderr.contains("panicked")
+            && !out.stderr.contains("ragged")
+            && expected.iter().all(|e| out.stderr.contains(e));
+        if !ok {
+            failures.push(format!("{name}: exit {} stderr:\n{}", out.code, out.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -182,6 +245,128 @@ fn run_level_errors_exit_2() {
         corrupt.stderr.contains("model.json") && !corrupt.stderr.contains("panicked"),
         "{}",
         corrupt.stderr
+    );
+}
+
+/// A model file edited by hand: each edit that used to be trusted (a `null` log-likelihood, a wrong one,
+/// covariances ignored) is an error naming the file and key, saying how to recover, with exit code 2.
+#[test]
+fn edited_model_files_give_clear_errors_and_exit_2() {
+    let dir = tempdir();
+    write(dir.path(), "data.csv", GOOD_DATA);
+    write(dir.path(), "c.toml", &gmm_config(""));
+    let train = emvae(
+        dir.path(),
+        &["train", "--config", "c.toml", "--out", "run", "-q"],
+    );
+    assert_eq!(train.code, 0, "{}", train.stderr);
+    let model_path = dir.path().join("run/model.json");
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: Vec<(&str, Edit, &str, Vec<&str>)> = vec![
+        (
+            "negative Cholesky diagonal",
+            |m| {
+                let v = &mut m["precisions_cholesky"][1][1][1];
+                *v = (-v.as_f64().unwrap()).into();
+            },
+            "eval",
+            vec![
+                "key `precisions_cholesky`",
+                "matrix 1 has -",
+                "on its diagonal",
+                "must be > 0",
+            ],
+        ),
+        (
+            "zero Cholesky diagonal",
+            |m| m["precisions_cholesky"][0][0][0] = 0.0.into(),
+            "predict",
+            vec![
+                "key `precisions_cholesky`",
+                "matrix 0 has 0 on its diagonal",
+            ],
+        ),
+        (
+            "non-finite Cholesky factor (null)",
+            |m| m["precisions_cholesky"][0][1][1] = serde_json::Value::Null,
+            "sample",
+            vec!["key `precisions_cholesky`", "nested arrays of numbers"],
+        ),
+        (
+            "weights not summing to 1",
+            |m| m["weights"] = serde_json::json!([0.9, 0.9]),
+            "eval",
+            vec!["key `weights`", "must sum to 1, sums to 1.8"],
+        ),
+        (
+            "covariances disagree with the precisions",
+            |m| {
+                let v = &mut m["covariances"][1][0][0];
+                *v = (2.0 * v.as_f64().unwrap()).into();
+            },
+            "sample",
+            vec![
+                "key `covariances`",
+                "component 1:",
+                "covariances and precisions_cholesky disagree",
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, edit, command, expected) in &cases {
+        let mut model = original.clone();
+        edit(&mut model);
+        std::fs::write(&model_path, model.to_string()).unwrap();
+        let out = emvae(dir.path(), &[command, "--run", "run"]);
+        let ok = out.code == 2
+            && !out.stderr.contains("panicked")
+            && out.stderr.contains("model.json")
+            && out.stderr.contains("emvae train --config")
+            && expected.iter().all(|e| out.stderr.contains(e));
+        if !ok {
+            failures.push(format!("{name}: exit {} stderr:\n{}", out.code, out.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The file as written by train is accepted by all three.
+    std::fs::write(&model_path, original.to_string()).unwrap();
+    for command in ["eval", "predict", "sample"] {
+        let out = emvae(dir.path(), &[command, "--run", "run"]);
+        assert_eq!(out.code, 0, "{command}: {}", out.stderr);
+    }
+}
+
+/// 50 identical rows and 3 components: the fit leaves two components empty, and says so on stderr and
+/// in summary.json.
+#[test]
+fn empty_components_are_warned_of_and_recorded() {
+    let dir = tempdir();
+    write(dir.path(), "data.csv", &"1.0,2.0\n".repeat(50));
+    write(
+        dir.path(),
+        "c.toml",
+        "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm]\nn_components = 3\n",
+    );
+    let out = emvae(dir.path(), &["train", "--config", "c.toml", "--out", "run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for fragment in [
+        "1 distinct rows but n_components is 3",
+        "have weights",
+        "they hold no data",
+    ] {
+        assert!(out.stderr.contains(fragment), "{fragment}: {}", out.stderr);
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap(),
+    )
+    .unwrap();
+    let warnings: Vec<String> = serde_json::from_value(summary["warnings"].clone()).unwrap();
+    assert!(
+        warnings.iter().any(|w| w.contains("distinct rows"))
+            && warnings.iter().any(|w| w.contains("have weights")),
+        "{warnings:?}"
     );
 }
 
@@ -314,9 +499,47 @@ fn train_eval_predict_sample_generate_round_trip() {
     ] {
         assert!(dir.path().join("run").join(name).exists(), "{name}");
     }
+    let warnings = summary["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .all(|w| !w.as_str().unwrap().contains("no data")),
+        "{summary}"
+    );
     let eval = emvae(dir.path(), &["eval", "--run", "run"]);
     assert_eq!(eval.code, 0, "{}", eval.stderr);
     let report: serde_json::Value = serde_json::from_str(&eval.stdout).unwrap();
+    assert!(
+        report["labelled_accuracy"].as_f64().unwrap() > 0.9,
+        "{report}"
+    );
+    // New rows without the label column: evaluated (and predicted) unlabelled, not refused.
+    let unlabelled: String = std::fs::read_to_string(dir.path().join("g.csv"))
+        .unwrap()
+        .lines()
+        .take(201)
+        .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(",") + "\n")
+        .collect();
+    assert!(unlabelled.starts_with("x0,x1\n"), "{}", &unlabelled[..40]);
+    write(dir.path(), "new.csv", &unlabelled);
+    let eval_new = emvae(dir.path(), &["eval", "--run", "run", "--data", "new.csv"]);
+    assert_eq!(eval_new.code, 0, "{}", eval_new.stderr);
+    let report: serde_json::Value = serde_json::from_str(&eval_new.stdout).unwrap();
+    assert_eq!(report["n_samples"], 200, "{report}");
+    assert!(
+        report["log_likelihood"].as_f64().unwrap().is_finite(),
+        "{report}"
+    );
+    assert!(report.get("labelled_accuracy").is_none(), "{report}");
+    let predict_new = emvae(
+        dir.path(),
+        &["predict", "--run", "run", "--data", "new.csv"],
+    );
+    assert_eq!(predict_new.code, 0, "{}", predict_new.stderr);
+    assert_eq!(predict_new.stdout.lines().count(), 200);
+    // With the label column, --data is evaluated against its labels as before.
+    let eval_labelled = emvae(dir.path(), &["eval", "--run", "run", "--data", "g.csv"]);
+    let report: serde_json::Value = serde_json::from_str(&eval_labelled.stdout).unwrap();
     assert!(
         report["labelled_accuracy"].as_f64().unwrap() > 0.9,
         "{report}"

@@ -7,8 +7,8 @@ use emvae::core::data::Dataset;
 use emvae::core::data::synthetic::SyntheticMixture;
 use emvae::core::tensor::{Compute, Precision};
 use emvae::em::gmm::{
-    CovarianceType, EmObserver, GaussianMixture, GmmCheckpoint, GmmParams, InitMethod,
-    IterationRecord,
+    CovarianceType, EmObserver, FitWarning, GaussianMixture, GaussianMixtureJson, GmmCheckpoint,
+    GmmParams, InitMethod, IterationRecord,
 };
 
 fn flex() -> Compute {
@@ -340,4 +340,77 @@ fn a_collapsed_component_is_an_error_naming_it_not_nan() {
             .unwrap();
         assert!(ok.lower_bound.is_finite());
     }
+}
+
+/// Every fitted model reads back from its own model file: validating model files (weights summing to 1,
+/// symmetric positive definite covariances agreeing with the precisions' Cholesky factors) rejects no
+/// real fit, in f32 as in f64, also where the M-step recomputes scatters exactly (data far from 0).
+#[test]
+fn fitted_models_pass_model_file_validation() {
+    let mut data = spec(2_000, 3, 3, 2.0, 0.0, 9).generate().data;
+    for (i, v) in data.x.values.iter_mut().enumerate() {
+        *v = *v * 10f64.powi((i % 3) as i32 - 1) + 1e3;
+    }
+    for precision in [Precision::F64, Precision::F32] {
+        let compute = Compute::new(Device::flex(), precision);
+        for cov in CovarianceType::ALL {
+            let model = GmmParams::new(3)
+                .covariance_type(cov)
+                .max_iter(30)
+                .check()
+                .unwrap()
+                .fit(&data, &compute)
+                .unwrap();
+            let text = serde_json::to_string(&GaussianMixtureJson::from(&model)).unwrap();
+            let json: GaussianMixtureJson = serde_json::from_str(&text).unwrap();
+            let back = GaussianMixture::try_from(json)
+                .unwrap_or_else(|e| panic!("{precision} {cov}: {e}"));
+            assert_eq!(back, model, "{precision} {cov}");
+            assert!(model.warnings(&data.x).is_empty(), "{precision} {cov}");
+        }
+    }
+}
+
+/// 50 identical rows and 3 components: the fit succeeds with two empty components (scikit-learn's too),
+/// and says so.
+#[test]
+fn identical_rows_warn_of_empty_components() {
+    let data = Dataset::new(
+        emvae::core::data::Matrix::from_rows(&vec![vec![1.0, 2.0]; 50]),
+        "same",
+    );
+    let model = GmmParams::new(3)
+        .check()
+        .unwrap()
+        .fit(&data, &flex())
+        .unwrap();
+    let warnings = model.warnings(&data.x);
+    assert!(
+        warnings.contains(&FitWarning::FewDistinctRows {
+            distinct: 1,
+            n_components: 3
+        }),
+        "{warnings:?}"
+    );
+    let empty = warnings
+        .iter()
+        .find_map(|w| match w {
+            FitWarning::EmptyComponents(e) => Some(e.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    assert_eq!(empty.len(), 2, "{warnings:?}");
+    assert!(
+        empty
+            .iter()
+            .all(|(j, w)| model.parameters.weights[*j] == *w && *w < 1e-10)
+    );
+    // Two distinct rows are still fewer than three components.
+    let mut rows = vec![vec![1.0, 2.0]; 49];
+    rows.push(vec![1.0, 2.5]);
+    let x = emvae::core::data::Matrix::from_rows(&rows);
+    assert!(model.warnings(&x).contains(&FitWarning::FewDistinctRows {
+        distinct: 2,
+        n_components: 3
+    }));
 }

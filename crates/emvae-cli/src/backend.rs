@@ -1,6 +1,7 @@
 //! The one place that names burn backends: `--backend` / `backend =` turn into a [`Device`].
 
 use burn::tensor::Device;
+use emvae_core::tensor::{Compute, Precision};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
@@ -27,6 +28,19 @@ impl Backend {
         }
     }
 
+    /// The device and precision to compute in, or why they cannot be had (a backend without f64,
+    /// such as wgpu's WGSL shaders, is told to use f32).
+    pub fn compute(self, precision: Precision) -> Result<Compute, CliError> {
+        let device = self.device()?;
+        if !precision.supported_on(&device) {
+            return Err(CliError::user(format!(
+                "the {self} backend does not support precision = \"{precision}\" on this machine: use f32 \
+                 (`precision = \"f32\"` in the config, or --precision f32)"
+            )));
+        }
+        Ok(Compute::new(device, precision))
+    }
+
     /// The device, or why this binary cannot provide it.
     pub fn device(self) -> Result<Device, CliError> {
         match self {
@@ -44,9 +58,32 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// The default wgpu adapter, probed with a small computation: burn panics on first use where wgpu finds
+/// no adapter, and that is turned into an error that says what to install.
 #[cfg(feature = "wgpu")]
 fn wgpu_device() -> Result<Device, CliError> {
-    Ok(Device::wgpu(burn::tensor::DeviceKind::default()))
+    use burn::tensor::Tensor;
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe = std::panic::catch_unwind(|| {
+        let device = Device::wgpu(burn::tensor::DeviceKind::default());
+        let sum: f32 = Tensor::<1>::from_floats([1.0, 2.0], &device)
+            .sum()
+            .into_scalar();
+        (device, sum)
+    });
+    std::panic::set_hook(quiet);
+    match probe {
+        Ok((device, sum)) if sum == 3.0 => Ok(device),
+        Ok((_, sum)) => Err(CliError::runtime(format!(
+            "the wgpu adapter computed 1 + 2 = {sum}: its driver is broken; use --backend flex"
+        ))),
+        Err(_) => Err(CliError::user(
+            "wgpu found no usable GPU adapter (Vulkan, Metal or DX12): install the GPU's driver \
+             (on Linux, the vendor's Vulkan driver, or mesa-vulkan-drivers for the software one), \
+             or use --backend flex",
+        )),
+    }
 }
 
 #[cfg(not(feature = "wgpu"))]

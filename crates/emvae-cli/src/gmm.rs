@@ -48,14 +48,8 @@ fn compute(
     backend: Option<crate::backend::Backend>,
 ) -> CliResult<(Compute, String)> {
     let backend = backend.unwrap_or(loaded.backend());
-    let device = backend.device()?;
-    let precision = loaded.precision();
-    if !precision.supported_on(&device) {
-        return Err(CliError::user(format!(
-            "the {backend} backend does not support precision = \"{precision}\" on this machine; use f32"
-        )));
-    }
-    Ok((Compute::new(device, precision), backend.name().to_string()))
+    let compute = backend.compute(loaded.precision())?;
+    Ok((compute, backend.name().to_string()))
 }
 
 /// The observer's signal that `--stop-after` was reached (the checkpoint is written).
@@ -196,11 +190,19 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         Err(e) => return Err(em_error(loaded, Some(&data), e)),
     };
     let wall = start.elapsed().as_secs_f64();
+    let mut warnings: Vec<String> = model
+        .warnings(&data.x)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     if !model.converged {
-        tracing::warn!(
+        warnings.push(format!(
             "the best initialisation did not converge in max_iter = {} iterations; increase gmm.max_iter or gmm.tol",
             p.max_iter
-        );
+        ));
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
     }
     observer.metrics.flush()?;
     drop(observer.progress);
@@ -231,6 +233,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         "seconds": wall,
         "backend": backend,
         "precision": compute.precision,
+        "warnings": warnings,
     });
     run.write_json(RunDir::SUMMARY, &summary)?;
     tracing::info!(
@@ -254,19 +257,48 @@ fn load_model(run: &RunDir) -> CliResult<GaussianMixture> {
             path.display()
         ))
     })?;
+    // What to do about a model file that is not what `train` wrote.
+    let fix = format!(
+        "restore the file, or retrain: emvae train --config {} --out {} --force",
+        run.path(RunDir::CONFIG).display(),
+        run.root().display()
+    );
     let json: GaussianMixtureJson = serde_json::from_str(&text).map_err(|e| {
         CliError::user(format!(
-            "{}: not a Gaussian-mixture model file: {e}",
+            "{}: not a Gaussian-mixture model file: {e}; {fix}",
             path.display()
         ))
     })?;
-    GaussianMixture::try_from(json).map_err(|e| CliError::user(format!("{}: {e}", path.display())))
+    GaussianMixture::try_from(json).map_err(|e| {
+        CliError::user(format!(
+            "{}: key `{}`: {}; {fix}",
+            path.display(),
+            e.key,
+            e.message
+        ))
+    })
+}
+
+/// The data of `eval` / `predict`: the run's data, or `--data`. Labels are optional (new rows are
+/// usually unlabelled), and the run's `labels_path` belongs to the training rows, not to `--data`.
+fn eval_data(loaded: &LoadedConfig, data_arg: Option<&std::path::Path>) -> CliResult<Dataset> {
+    let mut config = loaded.config.data.clone();
+    if let Some(given) = data_arg
+        && let Some(labels) = config.labels_path.take()
+    {
+        tracing::info!(
+            "{} holds labels of the training data, not of {}: evaluating unlabelled",
+            labels.display(),
+            given.display()
+        );
+    }
+    Ok(config.load_optional_labels()?)
 }
 
 pub fn eval(args: &EvalArgs) -> CliResult<()> {
     let (loaded, run) = open_run_data(&args.run)?;
     let model = load_model(&run)?;
-    let data = loaded.config.data.load()?;
+    let data = eval_data(&loaded, args.run.data.as_deref())?;
     let (compute, backend) = compute(&loaded, args.run.backend)?;
     let err = |e| em_error(&loaded, Some(&data), e);
     let score = model.score(&data.x, &compute).map_err(err)?;
@@ -301,7 +333,7 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
 pub fn predict(args: &PredictArgs) -> CliResult<()> {
     let (loaded, run) = open_run_data(&args.run)?;
     let model = load_model(&run)?;
-    let data = loaded.config.data.load()?;
+    let data = eval_data(&loaded, args.run.data.as_deref())?;
     let (compute, _) = compute(&loaded, args.run.backend)?;
     let proba = model
         .predict_proba(&data.x, &compute)

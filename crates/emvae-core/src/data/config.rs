@@ -144,12 +144,23 @@ impl DataConfig {
             header: self.header,
             columns: self.columns.clone(),
             label_column: self.label_column.clone(),
+            optional_label: false,
         }
     }
 
     /// Reads (or generates) the data set, scaled and (with a threshold) binarised. The held-out split,
     /// if any, is not removed: see [`DataConfig::load_split`].
     pub fn load(&self) -> Result<Dataset, DataError> {
+        self.load_labels_if(false)
+    }
+
+    /// [`DataConfig::load`] for evaluating a trained model: a file without the label column is read
+    /// unlabelled instead of failing.
+    pub fn load_optional_labels(&self) -> Result<Dataset, DataError> {
+        self.load_labels_if(true)
+    }
+
+    fn load_labels_if(&self, optional_label: bool) -> Result<Dataset, DataError> {
         if let Some(s) = &self.synthetic {
             return Ok(s.generate().data);
         }
@@ -157,7 +168,7 @@ impl DataConfig {
             .path
             .as_deref()
             .ok_or_else(|| DataError::new(Path::new("<config>"), "no data path"))?;
-        let mut data = self.read(path)?;
+        let mut data = self.read(path, optional_label)?;
         if let Some(lp) = &self.labels_path {
             let labels = load_labels(lp, Format::Auto)?;
             if labels.len() != data.n_rows() {
@@ -177,8 +188,12 @@ impl DataConfig {
     }
 
     /// Reads one file with these options, scaling and thresholding it.
-    fn read(&self, path: &Path) -> Result<Dataset, DataError> {
-        let mut data = load(path, self.format, &self.csv_options())?;
+    fn read(&self, path: &Path, optional_label: bool) -> Result<Dataset, DataError> {
+        let csv = CsvOptions {
+            optional_label,
+            ..self.csv_options()
+        };
+        let mut data = load(path, self.format, &csv)?;
         if let Some(scale) = self.scale {
             data.x.values.iter_mut().for_each(|v| *v /= scale);
         }
@@ -198,7 +213,7 @@ impl DataConfig {
     pub fn load_split(&self) -> Result<(Dataset, Option<Dataset>), DataError> {
         let mut data = self.load()?;
         if let Some(p) = &self.test_path {
-            let test = self.read(p)?;
+            let test = self.read(p, false)?;
             if test.n_cols() != data.n_cols() {
                 return Err(DataError::new(
                     p,

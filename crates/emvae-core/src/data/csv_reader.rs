@@ -118,19 +118,15 @@ pub struct CsvOptions {
     /// "unknown" (partly labelled data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_column: Option<ColumnRef>,
+    /// Read the file without labels when it lacks the label column (a name not in the header, an index
+    /// past its last column) instead of failing: evaluating a model on new, unlabelled rows.
+    #[serde(skip)]
+    pub optional_label: bool,
 }
 
 /// Reads delimited text (already decompressed) into a [`Dataset`].
 pub fn read_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<Dataset, DataError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        DataError::new(
-            path,
-            format!(
-                "not UTF-8 text (invalid byte at offset {}); is this a binary file? (set data.format)",
-                e.valid_up_to()
-            ),
-        )
-    })?;
+    let text = std::str::from_utf8(bytes).map_err(|e| not_utf8(path, bytes, e.valid_up_to()))?;
     let delimiter = match opts.delimiter {
         Delimiter::Auto => detect_delimiter(text),
         d => d,
@@ -179,6 +175,27 @@ pub fn read_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<Dataset,
         }
     }
     reader.finish()
+}
+
+/// The error for a file that is not UTF-8 at byte `at`: its line, and the character of that line.
+fn not_utf8(path: &Path, bytes: &[u8], at: usize) -> DataError {
+    let before = &bytes[..at];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    // The bytes before `at` are valid UTF-8, so characters can be counted.
+    let character = 1 + std::str::from_utf8(&before[line_start..]).map_or(0, |t| t.chars().count());
+    DataError::new(
+        path,
+        format!(
+            "not UTF-8 text: byte 0x{:02X} at character {character} of the line; convert the file to UTF-8 \
+             (e.g. iconv -f latin1 -t utf-8), or if it is a binary file set data.format",
+            bytes[at]
+        ),
+    )
+    .at_line(line)
 }
 
 fn detect_delimiter(text: &str) -> Delimiter {
@@ -255,7 +272,8 @@ impl<'a> RowReader<'a> {
             Some(ColumnRef::Index(i)) => Some(*i),
             _ => None,
         };
-        let needs_names = matches!(self.opts.label_column, Some(ColumnRef::Name(_)))
+        let needs_names = (matches!(self.opts.label_column, Some(ColumnRef::Name(_)))
+            && !self.opts.optional_label)
             || self
                 .opts
                 .columns
@@ -300,6 +318,24 @@ impl<'a> RowReader<'a> {
         }
         let names: Option<Vec<String>> =
             is_header.then(|| fields.iter().map(|f| f.to_string()).collect());
+        // A duplicated name would make a lookup by name pick one of the columns silently. Empty names
+        // (unnamed columns) cannot be looked up, so they may repeat.
+        if let Some(ns) = &names
+            && let Some((first, second)) = ns
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| !n.is_empty())
+                .find_map(|(i, n)| ns[..i].iter().position(|m| m == n).map(|f| (f, i)))
+        {
+            return Err(self.err(
+                line,
+                format!(
+                    "columns {first} and {second} (0-based) are both named `{}`: column names must be unique; \
+                     rename one of them in the header",
+                    ns[second]
+                ),
+            ));
+        }
         let resolve = |c: &ColumnRef, what: &str| -> Result<usize, DataError> {
             match c {
                 ColumnRef::Index(i) if *i < fields.len() => Ok(*i),
@@ -324,10 +360,15 @@ impl<'a> RowReader<'a> {
                     }),
             }
         };
+        let label_absent = |c: &ColumnRef| match c {
+            ColumnRef::Index(i) => *i >= fields.len(),
+            ColumnRef::Name(n) => names.as_ref().is_none_or(|ns| !ns.contains(n)),
+        };
         let label = self
             .opts
             .label_column
             .as_ref()
+            .filter(|c| !(self.opts.optional_label && label_absent(c)))
             .map(|c| resolve(c, "label column"))
             .transpose()?;
         let features: Vec<usize> = match &self.opts.columns {
@@ -501,6 +542,78 @@ mod tests {
             e.to_string(),
             "t.csv:2: column 2: empty cell: missing values are not supported"
         );
+    }
+
+    #[test]
+    fn duplicated_header_names_are_errors_naming_both_columns() {
+        let o = CsvOptions::default();
+        let e = read("x,y,x\n1,2,3\n", &o).unwrap_err();
+        assert_eq!(e.line, Some(1));
+        assert!(
+            e.message
+                .contains("columns 0 and 2 (0-based) are both named `x`"),
+            "{e}"
+        );
+        // Also when the duplicate is the one a config picks by name.
+        let by_name = CsvOptions {
+            label_column: Some(ColumnRef::Name("z".into())),
+            ..Default::default()
+        };
+        let e = read("a,z,b,z\n1,0,2,1\n", &by_name).unwrap_err();
+        assert!(e.message.contains("columns 1 and 3"), "{e}");
+        // Unnamed columns cannot be looked up, so they may repeat.
+        let d = read(",,x\n1,2,3\n", &o);
+        assert!(d.is_ok(), "{d:?}");
+    }
+
+    #[test]
+    fn non_utf8_text_names_line_and_character() {
+        // 0xE9 is a Latin-1 e-acute, not UTF-8.
+        let bytes = b"x,y\n1,2\n3,4\xE9\n";
+        let e = read_csv(Path::new("t.csv"), bytes, &CsvOptions::default()).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("byte 0xE9 at character 4"), "{e}");
+        assert!(e.message.contains("UTF-8"), "{e}");
+        assert!(!e.message.contains("offset"), "{e}");
+    }
+
+    #[test]
+    fn an_optional_label_column_may_be_absent() {
+        for label in [ColumnRef::Name("label".into()), ColumnRef::Index(2)] {
+            let required = CsvOptions {
+                label_column: Some(label.clone()),
+                ..Default::default()
+            };
+            let optional = CsvOptions {
+                optional_label: true,
+                ..required.clone()
+            };
+            // Absent: an error when required, unlabelled rows when optional.
+            let text = if matches!(label, ColumnRef::Name(_)) {
+                "x,y\n1,2\n3,4\n"
+            } else {
+                "1,2\n3,4\n"
+            };
+            assert!(read(text, &required).is_err(), "{label}");
+            let d = read(text, &optional).unwrap();
+            assert_eq!((d.x.n_cols, d.labels), (2, None), "{label}");
+            // Present: used as before.
+            let text = if matches!(label, ColumnRef::Name(_)) {
+                "x,y,label\n1,2,0\n3,4,\n"
+            } else {
+                "1,2,0\n3,4,-1\n"
+            };
+            let d = read(text, &optional).unwrap();
+            assert_eq!(d.x.values, vec![1.0, 2.0, 3.0, 4.0], "{label}");
+            assert_eq!(d.labels, Some(vec![Some(0), None]), "{label}");
+        }
+        // A headerless file with a named, optional label column is read unlabelled.
+        let optional = CsvOptions {
+            label_column: Some(ColumnRef::Name("label".into())),
+            optional_label: true,
+            ..Default::default()
+        };
+        assert_eq!(read("1,2\n3,4\n", &optional).unwrap().labels, None);
     }
 
     #[test]

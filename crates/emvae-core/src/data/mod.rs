@@ -188,7 +188,9 @@ impl Dataset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// Decided from the file's first bytes: NumPy magic, IDX magic, else CSV text.
+    /// Decided from the file's first bytes: NumPy magic, IDX magic, else CSV text, unless the file is
+    /// named as a binary format (`*.npy`, `*-idx3-ubyte`, `*-ubyte`, `*.idx`): then it is read as that
+    /// format, whose reader reports the bad magic number.
     #[default]
     Auto,
     Csv,
@@ -199,29 +201,25 @@ pub enum Format {
 /// Reads a data file (gzipped or not) in `format`, with `csv` options for text files.
 pub fn load(path: &Path, format: Format, csv: &CsvOptions) -> Result<Dataset, DataError> {
     let bytes = read_maybe_gzipped(path)?;
-    let format = match format {
-        Format::Auto => detect_format(&bytes),
-        f => f,
-    };
-    match format {
-        Format::Npy => Ok(Dataset::new(read_npy(path, &bytes)?, path)),
-        Format::Idx => Ok(Dataset::new(read_idx(path, &bytes)?, path)),
+    let (format, by_name) = resolve_format(path, &bytes, format);
+    let read = match format {
+        Format::Npy => read_npy(path, &bytes).map(|m| Dataset::new(m, path)),
+        Format::Idx => read_idx(path, &bytes).map(|m| Dataset::new(m, path)),
         Format::Csv | Format::Auto => read_csv(path, &bytes, csv),
-    }
+    };
+    read.map_err(|e| name_hint(e, by_name))
 }
 
 /// Reads a file of labels (one per row): a `.npy` or IDX vector of integers, or a CSV column.
 pub fn load_labels(path: &Path, format: Format) -> Result<Vec<Option<usize>>, DataError> {
     let bytes = read_maybe_gzipped(path)?;
-    let format = match format {
-        Format::Auto => detect_format(&bytes),
-        f => f,
-    };
+    let (format, by_name) = resolve_format(path, &bytes, format);
     let m = match format {
-        Format::Npy => read_npy(path, &bytes)?,
-        Format::Idx => read_idx(path, &bytes)?,
-        Format::Csv | Format::Auto => read_csv(path, &bytes, &CsvOptions::default())?.x,
-    };
+        Format::Npy => read_npy(path, &bytes),
+        Format::Idx => read_idx(path, &bytes),
+        Format::Csv | Format::Auto => read_csv(path, &bytes, &CsvOptions::default()).map(|d| d.x),
+    }
+    .map_err(|e| name_hint(e, by_name))?;
     if m.n_cols != 1 && m.n_rows != 1 {
         return Err(DataError::new(
             path,
@@ -277,6 +275,47 @@ fn detect_format(bytes: &[u8]) -> Format {
     }
 }
 
+/// The binary format a file's name announces: `*.npy`, or IDX (`train-images-idx3-ubyte`, `*-ubyte`,
+/// `*.idx`, `*.idx3`), gzipped or not.
+fn format_by_name(path: &Path) -> Option<Format> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let ext = name.rsplit_once('.').map(|(_, e)| e);
+    if ext == Some("npy") {
+        Some(Format::Npy)
+    } else if name.ends_with("-ubyte")
+        || name.ends_with(".ubyte")
+        || ext.is_some_and(|e| e == "idx" || (e.len() == 4 && e.starts_with("idx")))
+    {
+        Some(Format::Idx)
+    } else {
+        None
+    }
+}
+
+/// The format to read `bytes` in, and whether it was taken from the file name. With `auto`, the magic
+/// numbers decide; failing them, a binary file name does, so that a damaged IDX or `.npy` file is reported
+/// as such instead of being read as CSV text.
+fn resolve_format(path: &Path, bytes: &[u8], format: Format) -> (Format, bool) {
+    match format {
+        Format::Auto => match (detect_format(bytes), format_by_name(path)) {
+            (Format::Csv, Some(named)) => (named, true),
+            (detected, _) => (detected, false),
+        },
+        f => (f, false),
+    }
+}
+
+/// Says where the format of a file that failed to read came from, and how to override it.
+fn name_hint(mut e: DataError, by_name: bool) -> DataError {
+    if by_name {
+        e.message.push_str(
+            " (the format was taken from the file name; set data.format = \"csv\" if it is text)",
+        );
+    }
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +325,60 @@ mod tests {
         assert_eq!(parse_label_value(3.0), Ok(Some(3)));
         assert_eq!(parse_label_value(-1.0), Ok(None));
         assert!(parse_label_value(1.5).is_err());
+    }
+
+    #[test]
+    fn binary_formats_are_recognised_by_name_when_the_magic_is_wrong() {
+        let text = b"1,2\n3,4\n";
+        for name in [
+            "train-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte.gz",
+            "digits.IDX",
+            "digits.idx3",
+            "pixels-ubyte",
+        ] {
+            assert_eq!(
+                resolve_format(Path::new(name), text, Format::Auto),
+                (Format::Idx, true),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            resolve_format(Path::new("x.npy"), text, Format::Auto),
+            (Format::Npy, true)
+        );
+        for name in ["data.csv", "idx.csv", "ubyte.txt", "data"] {
+            assert_eq!(
+                resolve_format(Path::new(name), text, Format::Auto),
+                (Format::Csv, false),
+                "{name}"
+            );
+        }
+        // The magic decides when there is one; an explicit format always does.
+        let idx = idx::tests::idx_u8(&[1, 2], &[1, 2]);
+        assert_eq!(
+            resolve_format(Path::new("a.csv"), &idx, Format::Auto),
+            (Format::Idx, false)
+        );
+        assert_eq!(
+            resolve_format(Path::new("a-idx3-ubyte"), text, Format::Csv),
+            (Format::Csv, false)
+        );
+    }
+
+    #[test]
+    fn a_bad_idx_magic_is_reported_for_an_idx_named_file() {
+        let dir = std::env::temp_dir().join(format!("emvae-idx-name-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("train-images-idx3-ubyte");
+        let mut bytes = idx::tests::idx_u8(&[2, 2], &[0, 1, 2, 3]);
+        bytes[2] = 0x07;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load(&path, Format::Auto, &CsvOptions::default()).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.message.contains("wrong magic number 0x00000702"), "{e}");
+        assert!(e.message.contains("taken from the file name"), "{e}");
+        assert!(!e.message.contains("ragged"), "{e}");
     }
 
     #[test]

@@ -243,8 +243,12 @@ impl GmmValidParams {
                 seconds: 0.0,
             },
         };
-        let mut current =
-            GmmParameters::try_from(state.parameters.clone()).map_err(EmError::Checkpoint)?;
+        // Before a restart's first M-step (iteration 0) the weights may sum to less than 1.
+        let mut current = state
+            .parameters
+            .clone()
+            .validate(state.iteration > 0)
+            .map_err(|e| EmError::Checkpoint(e.to_string()))?;
 
         loop {
             while !state.converged && state.iteration < p.max_iter {
@@ -312,7 +316,8 @@ impl GmmValidParams {
         }
         let best = state.best.expect("at least one restart ran");
         Ok(GaussianMixture {
-            parameters: GmmParameters::try_from(best.parameters).map_err(EmError::Checkpoint)?,
+            parameters: GmmParameters::try_from(best.parameters)
+                .map_err(|e| EmError::Checkpoint(e.to_string()))?,
             converged: best.converged,
             n_iter: best.lower_bounds.len(),
             lower_bound: best

@@ -18,6 +18,8 @@ mod params;
 mod workspace;
 
 pub use fit::{BestFit, CHECKPOINT_FORMAT, EmObserver, GmmCheckpoint, IterationRecord};
-pub use model::{GaussianMixture, GaussianMixtureJson, MODEL_FORMAT};
+pub use model::{
+    EMPTY_COMPONENT_WEIGHT, FitWarning, GaussianMixture, GaussianMixtureJson, MODEL_FORMAT,
+};
 pub use parameters::*;
 pub use params::*;

@@ -1,6 +1,7 @@
 //! A fitted Gaussian mixture: scikit-learn's `predict`, `predict_proba`, `score`, `score_samples`,
 //! `sample`, `bic` and `aic`.
 
+use emvae_core::config::InvalidParam;
 use emvae_core::data::Matrix;
 use emvae_core::data::synthetic::sample_gaussian_mixture;
 use emvae_core::rng::rng_for;
@@ -44,6 +45,72 @@ pub struct GaussianMixtureJson {
     pub best_restart: usize,
 }
 
+/// Weights below this mean a component explains no data (an emptied component keeps only the
+/// M-step's `10 eps` floor, about 1e-16 of the weight).
+pub const EMPTY_COMPONENT_WEIGHT: f64 = 1e-10;
+
+/// Something about a fit that is not an error but that the user should know (scikit-learn warns too).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FitWarning {
+    /// The data have fewer distinct rows than the mixture has components.
+    FewDistinctRows {
+        distinct: usize,
+        n_components: usize,
+    },
+    /// Components (index, weight) whose weight is below [`EMPTY_COMPONENT_WEIGHT`].
+    EmptyComponents(Vec<(usize, f64)>),
+}
+
+impl std::fmt::Display for FitWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FewDistinctRows {
+                distinct,
+                n_components,
+            } => write!(
+                f,
+                "the data have {distinct} distinct rows but n_components is {n_components}: some components \
+                 cannot describe data of their own; use n_components <= {distinct}"
+            ),
+            Self::EmptyComponents(empty) => {
+                let (ids, weights): (Vec<String>, Vec<String>) = empty
+                    .iter()
+                    .map(|(j, w)| (j.to_string(), format!("{w:.1e}")))
+                    .unzip();
+                let (noun, verb) = if empty.len() == 1 {
+                    ("component", "has weight")
+                } else {
+                    ("components", "have weights")
+                };
+                write!(
+                    f,
+                    "{noun} {} {verb} {} (below {EMPTY_COMPONENT_WEIGHT:e}): they hold no data; use fewer \
+                     components or another initialisation (gmm.n_init, gmm.init_params)",
+                    ids.join(", "),
+                    weights.join(", "),
+                )
+            }
+        }
+    }
+}
+
+/// Number of distinct rows of `x`, counted up to `limit` (the count stops there).
+fn distinct_rows_up_to(x: &Matrix, limit: usize) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for row in x.rows() {
+        // `+ 0.0` makes -0.0 and 0.0 the same value.
+        seen.insert(
+            row.iter()
+                .map(|v| (v + 0.0).to_bits())
+                .collect::<Vec<u64>>(),
+        );
+        if seen.len() >= limit {
+            break;
+        }
+    }
+    seen.len()
+}
+
 impl From<&GaussianMixture> for GaussianMixtureJson {
     fn from(m: &GaussianMixture) -> Self {
         Self {
@@ -58,13 +125,17 @@ impl From<&GaussianMixture> for GaussianMixtureJson {
     }
 }
 
+/// A model file, validated: errors name the field (see [`GmmParameters`]'s `TryFrom`).
 impl TryFrom<GaussianMixtureJson> for GaussianMixture {
-    type Error = String;
-    fn try_from(j: GaussianMixtureJson) -> Result<Self, String> {
+    type Error = InvalidParam;
+    fn try_from(j: GaussianMixtureJson) -> Result<Self, InvalidParam> {
         if j.format != MODEL_FORMAT {
-            return Err(format!(
-                "format `{}` is not a Gaussian mixture (`{MODEL_FORMAT}`)",
-                j.format
+            return Err(InvalidParam::new(
+                "format",
+                format!(
+                    "`{}` is not a Gaussian mixture (`{MODEL_FORMAT}`)",
+                    j.format
+                ),
             ));
         }
         Ok(Self {
@@ -148,6 +219,27 @@ impl GaussianMixture {
     pub fn criteria(&self, score: f64, n: usize) -> (f64, f64) {
         let (n, p) = (n as f64, self.parameters.n_parameters() as f64);
         (-2.0 * score * n + p * n.ln(), -2.0 * score * n + 2.0 * p)
+    }
+
+    /// What the user should know about this fit to `x`: fewer distinct rows than components, and
+    /// components left (nearly) empty.
+    pub fn warnings(&self, x: &Matrix) -> Vec<FitWarning> {
+        let k = self.n_components();
+        let mut out = Vec::new();
+        let distinct = distinct_rows_up_to(x, k);
+        if distinct < k {
+            out.push(FitWarning::FewDistinctRows {
+                distinct,
+                n_components: k,
+            });
+        }
+        let empty: Vec<(usize, f64)> = (self.parameters.weights.iter().copied().enumerate())
+            .filter(|(_, w)| *w < EMPTY_COMPONENT_WEIGHT)
+            .collect();
+        if !empty.is_empty() {
+            out.push(FitWarning::EmptyComponents(empty));
+        }
+        out
     }
 
     /// Draws `n` points with their components (rows grouped by component, as in scikit-learn).

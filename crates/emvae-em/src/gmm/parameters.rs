@@ -8,10 +8,14 @@
 //! scikit-learn does: `log N(x | mu, Sigma) = -d/2 log 2pi + log|P| - 1/2 ||(x - mu)^T P||^2`, with
 //! `log|P| = sum_i log P_ii` for triangular `P`; no inverse or determinant of `Sigma` is ever formed.
 
+use emvae_core::config::InvalidParam;
 use emvae_core::linalg;
 use serde::{Deserialize, Serialize};
 
-use super::params::CovarianceType;
+use super::params::{
+    ArrayInit, CovarianceType, InitKind, check_means, check_precisions_cholesky,
+    check_second_moments, check_weights,
+};
 use crate::EmError;
 
 /// Parameters of a Gaussian mixture.
@@ -255,34 +259,6 @@ fn nest(cov_type: CovarianceType, k: usize, d: usize, values: &[f64]) -> serde_j
     }
 }
 
-fn unnest(
-    cov_type: CovarianceType,
-    k: usize,
-    d: usize,
-    value: &serde_json::Value,
-    what: &str,
-) -> Result<Vec<f64>, String> {
-    let flat: Vec<f64> = match cov_type {
-        CovarianceType::Full => serde_json::from_value::<Vec<Vec<Vec<f64>>>>(value.clone())
-            .map(|s| s.into_iter().flatten().flatten().collect()),
-        CovarianceType::Tied | CovarianceType::Diag => {
-            serde_json::from_value::<Vec<Vec<f64>>>(value.clone())
-                .map(|s| s.into_iter().flatten().collect())
-        }
-        CovarianceType::Spherical => serde_json::from_value::<Vec<f64>>(value.clone()),
-    }
-    .map_err(|e| format!("{what}: {e}"))?;
-    let expected: usize = cov_type.shape(k, d).iter().product();
-    if flat.len() != expected {
-        return Err(format!(
-            "{what}: expected shape {:?} for covariance_type {cov_type}, found {} numbers",
-            cov_type.shape(k, d),
-            flat.len()
-        ));
-    }
-    Ok(flat)
-}
-
 impl From<&GmmParameters> for GmmParametersJson {
     fn from(p: &GmmParameters) -> Self {
         let (k, d) = (p.n_components, p.n_features);
@@ -298,30 +274,129 @@ impl From<&GmmParameters> for GmmParametersJson {
     }
 }
 
+/// Largest deviation from the identity that `P^T Sigma P` may show when the covariances and the
+/// Cholesky factors of the precisions describe the same matrices. Both are computed in f64 on the host
+/// (whatever the compute precision), so a fitted model is off by rounding error only.
+pub const CONSISTENCY_TOLERANCE: f64 = 1e-6;
+
+/// The worst `|P^T Sigma P - I|` entry of every component (one for tied). `P P^T = Sigma^-1` is the same
+/// statement as `Sigma P P^T = I`; this form is symmetric and better conditioned.
+fn inconsistency(cov_type: CovarianceType, d: usize, covariances: &[f64], pc: &[f64]) -> Vec<f64> {
+    match cov_type {
+        CovarianceType::Full | CovarianceType::Tied => covariances
+            .chunks_exact(d * d)
+            .zip(pc.chunks_exact(d * d))
+            .map(|(c, p)| {
+                let ptcp = linalg::matmul(&linalg::transpose(p, d), &linalg::matmul(c, p, d), d);
+                ptcp.iter()
+                    .zip(linalg::identity(d))
+                    .fold(0.0f64, |m, (v, i)| m.max((v - i).abs()))
+            })
+            .collect(),
+        CovarianceType::Diag => covariances
+            .chunks_exact(d)
+            .zip(pc.chunks_exact(d))
+            .map(|(c, p)| {
+                c.iter()
+                    .zip(p)
+                    .fold(0.0f64, |m, (c, p)| m.max((c * p * p - 1.0).abs()))
+            })
+            .collect(),
+        CovarianceType::Spherical => covariances
+            .iter()
+            .zip(pc)
+            .map(|(c, p)| (c * p * p - 1.0).abs())
+            .collect(),
+    }
+}
+
+/// Reads a second-moment field of a model file as nested arrays.
+fn nested(value: &serde_json::Value, key: &str) -> Result<ArrayInit, InvalidParam> {
+    serde_json::from_value(value.clone()).map_err(|_| {
+        InvalidParam::new(
+            key,
+            "must be nested arrays of numbers (NaN and infinities, written as null, are not numbers)",
+        )
+    })
+}
+
+/// A model file's (or checkpoint's) parameters, held to the rules of the config's `*_init` values
+/// (weights summing to 1, finite means, symmetric positive definite covariances), with Cholesky factors
+/// that are triangular with a positive diagonal and agree with the covariances. Errors name the field.
 impl TryFrom<GmmParametersJson> for GmmParameters {
-    type Error = String;
-    fn try_from(j: GmmParametersJson) -> Result<Self, String> {
+    type Error = InvalidParam;
+    fn try_from(j: GmmParametersJson) -> Result<Self, InvalidParam> {
+        j.validate(true)
+    }
+}
+
+impl GmmParametersJson {
+    /// The checks of [`GmmParameters`]'s `TryFrom`. `normalised = false` lets weights sum to less than
+    /// 1: the parameters a restart starts from, where scikit-learn's `k-means++` and `random_from_data`
+    /// initialisations give only the `k` seed rows a component (weights summing to `k / n`) until the
+    /// first M-step.
+    pub(crate) fn validate(self, normalised: bool) -> Result<GmmParameters, InvalidParam> {
+        let j = self;
         let (k, d, c) = (j.n_components, j.n_features, j.covariance_type);
-        if k == 0 || d == 0 {
-            return Err("n_components and n_features must be at least 1".into());
-        }
-        if j.weights.len() != k {
-            return Err(format!(
-                "weights: expected {k} numbers, found {}",
-                j.weights.len()
+        let at = |key: &'static str| move |message: String| InvalidParam::new(key, message);
+        if k == 0 {
+            return Err(InvalidParam::new(
+                "n_components",
+                "must be at least 1, got 0",
             ));
         }
-        if j.means.len() != k || j.means.iter().any(|m| m.len() != d) {
-            return Err(format!("means: expected {k} rows of {d} numbers"));
+        if d == 0 {
+            return Err(InvalidParam::new("n_features", "must be at least 1, got 0"));
         }
-        let covariances = unnest(c, k, d, &j.covariances, "covariances")?;
-        let precisions_cholesky = unnest(c, k, d, &j.precisions_cholesky, "precisions_cholesky")?;
-        Ok(Self {
+        check_weights(&j.weights, k, normalised).map_err(at("weights"))?;
+        let (dm, means) = check_means(&j.means, k).map_err(at("means"))?;
+        if dm != d {
+            return Err(InvalidParam::new(
+                "means",
+                format!("rows have {dm} numbers, n_features is {d}"),
+            ));
+        }
+        let covariances = check_second_moments(
+            &nested(&j.covariances, "covariances")?,
+            InitKind::Covariances,
+            c,
+            k,
+            Some((d, "means")),
+        )
+        .map_err(at("covariances"))?
+        .values;
+        let precisions_cholesky = check_precisions_cholesky(
+            &nested(&j.precisions_cholesky, "precisions_cholesky")?,
+            c,
+            k,
+            d,
+        )
+        .map_err(at("precisions_cholesky"))?;
+        let worst = inconsistency(c, d, &covariances, &precisions_cholesky);
+        if let Some((i, dev)) = worst
+            .iter()
+            .enumerate()
+            .find(|(_, dev)| dev.is_nan() || **dev > CONSISTENCY_TOLERANCE)
+        {
+            let which = if c == CovarianceType::Tied {
+                "the tied covariance".to_string()
+            } else {
+                format!("component {i}")
+            };
+            return Err(InvalidParam::new(
+                "covariances",
+                format!(
+                    "{which}: covariances and precisions_cholesky disagree: P^T Sigma P (with Sigma^-1 = P P^T) \
+                     differs from the identity by {dev:.1e}, more than {CONSISTENCY_TOLERANCE:e}"
+                ),
+            ));
+        }
+        Ok(GmmParameters {
             covariance_type: c,
             n_components: k,
             n_features: d,
             weights: j.weights,
-            means: j.means.concat(),
+            means,
             covariances,
             precisions_cholesky,
         })
@@ -373,11 +448,221 @@ mod tests {
             weights: vec![0.25, 0.75],
             means: vec![0.0, 1.0, 2.0, 3.0],
             covariances: vec![1.0, 0.1, 0.1, 1.0, 2.0, 0.0, 0.0, 2.0],
-            precisions_cholesky: vec![1.0, 0.0, 0.5, 1.0, 0.7, 0.0, 0.0, 0.7],
+            precisions_cholesky: precisions_cholesky_from_covariances(
+                CovarianceType::Full,
+                2,
+                &[1.0, 0.1, 0.1, 1.0, 2.0, 0.0, 0.0, 2.0],
+                0.0,
+                None,
+            )
+            .unwrap(),
         };
         let j = GmmParametersJson::from(&p);
         let text = serde_json::to_string(&j).unwrap();
         let back: GmmParametersJson = serde_json::from_str(&text).unwrap();
         assert_eq!(GmmParameters::try_from(back).unwrap(), p);
+    }
+
+    /// A consistent model of every covariance type, as JSON, for editing.
+    fn model_json(cov_type: CovarianceType) -> serde_json::Value {
+        let (k, d) = (3, 2);
+        let covariances = match cov_type {
+            CovarianceType::Full => {
+                vec![1.0, 0.2, 0.2, 1.5, 2.0, -0.3, -0.3, 0.5, 0.7, 0.0, 0.0, 0.9]
+            }
+            CovarianceType::Tied => vec![1.0, 0.2, 0.2, 1.5],
+            CovarianceType::Diag => vec![1.0, 1.5, 2.0, 0.5, 0.7, 0.9],
+            CovarianceType::Spherical => vec![1.0, 2.0, 0.7],
+        };
+        let p = GmmParameters {
+            covariance_type: cov_type,
+            n_components: k,
+            n_features: d,
+            weights: vec![0.2, 0.3, 0.5],
+            means: vec![0.0, 1.0, 2.0, 3.0, -1.0, 0.5],
+            precisions_cholesky: precisions_cholesky_from_covariances(
+                cov_type,
+                d,
+                &covariances,
+                0.0,
+                None,
+            )
+            .unwrap(),
+            covariances,
+        };
+        serde_json::to_value(GmmParametersJson::from(&p)).unwrap()
+    }
+
+    fn read(v: serde_json::Value) -> Result<GmmParameters, InvalidParam> {
+        GmmParameters::try_from(serde_json::from_value::<GmmParametersJson>(v).unwrap())
+    }
+
+    #[test]
+    fn fitted_parameters_of_every_type_read_back() {
+        for c in CovarianceType::ALL {
+            let p = read(model_json(c)).unwrap();
+            assert_eq!(
+                serde_json::to_value(GmmParametersJson::from(&p)).unwrap(),
+                model_json(c)
+            );
+        }
+    }
+
+    /// Hand edits that used to be trusted (a NaN log-likelihood, a wrong one, covariances ignored) are
+    /// errors naming the field, and the component where there is one.
+    #[test]
+    fn edited_model_files_are_rejected_with_the_field() {
+        let cases: Vec<(CovarianceType, &str, serde_json::Value, &str, &[&str])> = vec![
+            (
+                CovarianceType::Full,
+                "/precisions_cholesky/1/1/1",
+                (-0.7).into(),
+                "precisions_cholesky",
+                &["matrix 1", "-0.7 on its diagonal", "must be > 0"],
+            ),
+            (
+                CovarianceType::Full,
+                "/precisions_cholesky/0/0/0",
+                0.0.into(),
+                "precisions_cholesky",
+                &["matrix 0", "on its diagonal"],
+            ),
+            (
+                CovarianceType::Full,
+                "/precisions_cholesky/0/1/0",
+                0.3.into(),
+                "precisions_cholesky",
+                &["matrix 0 is not triangular"],
+            ),
+            (
+                CovarianceType::Tied,
+                "/precisions_cholesky/0/0",
+                (-1.0).into(),
+                "precisions_cholesky",
+                &["the matrix has -1 on its diagonal"],
+            ),
+            (
+                CovarianceType::Diag,
+                "/precisions_cholesky/1/0",
+                (-1.0).into(),
+                "precisions_cholesky",
+                &["entry 2 is -1, must be > 0"],
+            ),
+            (
+                CovarianceType::Spherical,
+                "/precisions_cholesky/2",
+                serde_json::Value::Null,
+                "precisions_cholesky",
+                &["nested arrays of numbers", "null"],
+            ),
+            (
+                CovarianceType::Diag,
+                "/weights",
+                serde_json::json!([0.9, 0.9, 0.9]),
+                "weights",
+                &["must sum to 1, sums to 2.7"],
+            ),
+            (
+                CovarianceType::Diag,
+                "/weights",
+                serde_json::json!([1.2, -0.2, 0.0]),
+                "weights",
+                &["entry 1 is -0.2"],
+            ),
+            (
+                CovarianceType::Full,
+                "/covariances/1/0/0",
+                5.0.into(),
+                "covariances",
+                &["component 1:", "disagree"],
+            ),
+            (
+                CovarianceType::Full,
+                "/covariances/2/0/1",
+                0.1.into(),
+                "covariances",
+                &["matrix 2 is not symmetric"],
+            ),
+            (
+                CovarianceType::Tied,
+                "/covariances/1/1",
+                1.5001.into(),
+                "covariances",
+                &["the tied covariance:", "disagree"],
+            ),
+            (
+                CovarianceType::Diag,
+                "/covariances/2/1",
+                1.0.into(),
+                "covariances",
+                &["component 2:", "disagree"],
+            ),
+            (
+                CovarianceType::Spherical,
+                "/covariances/0",
+                1.1.into(),
+                "covariances",
+                &["component 0:", "disagree"],
+            ),
+            (
+                CovarianceType::Spherical,
+                "/covariances/0",
+                (-1.0).into(),
+                "covariances",
+                &["entry 0 is -1, must be > 0"],
+            ),
+            (
+                CovarianceType::Full,
+                "/covariances",
+                serde_json::json!([[1.0]]),
+                "covariances",
+                &[
+                    "takes an array of n_components symmetric d x d matrices",
+                    "got shape [1, 1]",
+                ],
+            ),
+            (
+                CovarianceType::Diag,
+                "/means",
+                serde_json::json!([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]),
+                "means",
+                &["rows have 3 numbers, n_features is 2"],
+            ),
+        ];
+        for (c, pointer, value, key, fragments) in cases {
+            let mut v = model_json(c);
+            *v.pointer_mut(pointer)
+                .unwrap_or_else(|| panic!("{pointer}")) = value;
+            let e = match read(v) {
+                Err(e) => e,
+                Ok(_) => panic!("{c} {pointer}: accepted"),
+            };
+            assert_eq!(e.key, key, "{c} {pointer}: {e}");
+            for f in fragments {
+                assert!(e.message.contains(f), "{c} {pointer}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_model_file_check_is_the_config_check() {
+        // Weights and covariances are held to the rules (and messages) of weights_init / covariances_init.
+        let mut v = model_json(CovarianceType::Full);
+        v["weights"] = serde_json::json!([0.5, 0.6, 0.0]);
+        let from_model = read(v).unwrap_err();
+        let from_config = crate::gmm::GmmParams::new(3)
+            .weights_init(vec![0.5, 0.6, 0.0])
+            .check()
+            .unwrap_err();
+        assert_eq!(from_model.message, from_config.message);
+    }
+
+    #[test]
+    fn rounding_in_the_last_digits_is_tolerated() {
+        // A covariance changed by 1e-7 relative still agrees with its precision to the tolerance; 1e-4
+        // (above) does not.
+        let mut v = model_json(CovarianceType::Tied);
+        v["covariances"][1][1] = 1.5000001.into();
+        assert!(read(v).is_ok());
     }
 }

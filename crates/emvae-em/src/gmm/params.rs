@@ -275,45 +275,13 @@ impl GmmParams {
         let weights = match &self.weights_init {
             None => None,
             Some(w) => {
-                if w.len() != k {
-                    return bad(
-                        "weights_init",
-                        format!("has {} entries, n_components is {k}", w.len()),
-                    );
-                }
-                if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-                    return bad(
-                        "weights_init",
-                        format!("entry {i} is {}, weights must be >= 0", w[i]),
-                    );
-                }
-                let sum: f64 = w.iter().sum();
-                if (sum - 1.0).abs() > 1e-6 {
-                    return bad("weights_init", format!("must sum to 1, sums to {sum}"));
-                }
+                check_weights(w, k, true).map_err(|e| InvalidParam::new("weights_init", e))?;
                 Some(w.clone())
             }
         };
         let means = match &self.means_init {
             None => None,
-            Some(m) => {
-                let (shape, values) = ArrayInit::Matrix(m.clone())
-                    .flatten()
-                    .map_err(|e| InvalidParam::new("means_init", e))?;
-                if shape[0] != k {
-                    return bad(
-                        "means_init",
-                        format!("has {} rows, n_components is {k}", shape[0]),
-                    );
-                }
-                if shape[1] == 0 {
-                    return bad("means_init", "rows are empty".into());
-                }
-                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                    return bad("means_init", format!("entry {i} is not finite"));
-                }
-                Some((shape[1], values))
-            }
+            Some(m) => Some(check_means(m, k).map_err(|e| InvalidParam::new("means_init", e))?),
         };
         let (key, given) = match (&self.precisions_init, &self.covariances_init) {
             (Some(_), Some(_)) => {
@@ -334,7 +302,7 @@ impl GmmParams {
                     kind,
                     self.covariance_type,
                     k,
-                    means.as_ref().map(|m| m.0),
+                    means.as_ref().map(|m| (m.0, "means_init")),
                 )
                 .map_err(|e| InvalidParam::new(key, e))?,
             ),
@@ -346,6 +314,38 @@ impl GmmParams {
             second_moments_init: second_moments,
         })
     }
+}
+
+/// Checks mixing weights: `k` finite numbers >= 0 summing to 1 (when `normalised`). Shared by
+/// `weights_init` and the weights of a model file, so both are held to the same rules.
+pub(crate) fn check_weights(w: &[f64], k: usize, normalised: bool) -> Result<(), String> {
+    if w.len() != k {
+        return Err(format!("has {} entries, n_components is {k}", w.len()));
+    }
+    if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(format!("entry {i} is {}, weights must be >= 0", w[i]));
+    }
+    let sum: f64 = w.iter().sum();
+    if normalised && (sum - 1.0).abs() > 1e-6 {
+        return Err(format!("must sum to 1, sums to {sum}"));
+    }
+    Ok(())
+}
+
+/// Checks means: `k` rows of equal, non-zero length holding finite numbers. Returns `(d, row-major
+/// values)`. Shared by `means_init` and the means of a model file.
+pub(crate) fn check_means(m: &[Vec<f64>], k: usize) -> Result<(usize, Vec<f64>), String> {
+    let (shape, values) = ArrayInit::Matrix(m.to_vec()).flatten()?;
+    if shape[0] != k {
+        return Err(format!("has {} rows, n_components is {k}", shape[0]));
+    }
+    if shape[1] == 0 {
+        return Err("rows are empty".into());
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!("entry {i} is not finite"));
+    }
+    Ok((shape[1], values))
 }
 
 /// Whether an initial second-moment array holds precisions or covariances.
@@ -364,20 +364,17 @@ pub struct SecondMomentsInit {
     pub values: Vec<f64>,
 }
 
-fn check_second_moments(
+/// The shape of a second-moment array (precisions, covariances or Cholesky factors of precisions) for
+/// `cov`: its number of features (`None` for spherical, which does not say) and its finite row-major
+/// values. `what` describes the expected array; `d_means` is the width of the means and their key.
+fn flatten_second_moments(
     array: &ArrayInit,
-    kind: InitKind,
     cov: CovarianceType,
     k: usize,
-    d_means: Option<usize>,
-) -> Result<SecondMomentsInit, String> {
+    what: &str,
+    d_means: Option<(usize, &str)>,
+) -> Result<(Option<usize>, Vec<f64>), String> {
     let (shape, values) = array.flatten()?;
-    let what = match cov {
-        CovarianceType::Full => "an array of n_components symmetric d x d matrices",
-        CovarianceType::Diag => "n_components rows of d positive numbers",
-        CovarianceType::Tied => "one symmetric d x d matrix",
-        CovarianceType::Spherical => "n_components positive numbers",
-    };
     let d = match (cov, shape.as_slice()) {
         (CovarianceType::Full, [kk, a, b]) if *kk == k && a == b => Some(*a),
         (CovarianceType::Diag, [kk, a]) if *kk == k => Some(*a),
@@ -400,14 +397,35 @@ fn check_second_moments(
     if d == Some(0) {
         return Err("matrices are empty".into());
     }
-    if let (Some(d), Some(dm)) = (d, d_means)
+    if let (Some(d), Some((dm, means_key))) = (d, d_means)
         && d != dm
     {
-        return Err(format!("is for {d} features but means_init rows have {dm}"));
+        return Err(format!(
+            "is for {d} features but {means_key} rows have {dm}"
+        ));
     }
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(format!("entry {i} is not finite"));
     }
+    Ok((d, values))
+}
+
+/// Checks initial precisions or covariances (and the covariances of a model file): the shape for `cov`,
+/// finite, positive variances, symmetric positive definite matrices.
+pub(crate) fn check_second_moments(
+    array: &ArrayInit,
+    kind: InitKind,
+    cov: CovarianceType,
+    k: usize,
+    d_means: Option<(usize, &str)>,
+) -> Result<SecondMomentsInit, String> {
+    let what = match cov {
+        CovarianceType::Full => "an array of n_components symmetric d x d matrices",
+        CovarianceType::Diag => "n_components rows of d positive numbers",
+        CovarianceType::Tied => "one symmetric d x d matrix",
+        CovarianceType::Spherical => "n_components positive numbers",
+    };
+    let (d, values) = flatten_second_moments(array, cov, k, what, d_means)?;
     match cov {
         CovarianceType::Diag | CovarianceType::Spherical => {
             if let Some(i) = values.iter().position(|v| *v <= 0.0) {
@@ -436,6 +454,56 @@ fn check_second_moments(
         n_features: d,
         values,
     })
+}
+
+/// Checks Cholesky factors of precisions as a model file stores them: shaped for `cov` with `d`
+/// features, finite; for full and tied each factor triangular (upper as fitted from covariances, or lower
+/// as factored from given precisions) with a diagonal > 0; for diag and spherical > 0. The E-step takes
+/// `log|P| = sum_i log P_ii`, which is the log-determinant only of such a factor: anything else gives a
+/// NaN or a wrong likelihood instead of an error.
+pub(crate) fn check_precisions_cholesky(
+    array: &ArrayInit,
+    cov: CovarianceType,
+    k: usize,
+    d: usize,
+) -> Result<Vec<f64>, String> {
+    let what = match cov {
+        CovarianceType::Full => "an array of n_components triangular d x d matrices",
+        CovarianceType::Diag => "n_components rows of d positive numbers",
+        CovarianceType::Tied => "one triangular d x d matrix",
+        CovarianceType::Spherical => "n_components positive numbers",
+    };
+    let (_, values) = flatten_second_moments(array, cov, k, what, Some((d, "means")))?;
+    match cov {
+        CovarianceType::Diag | CovarianceType::Spherical => {
+            if let Some(i) = values.iter().position(|v| *v <= 0.0) {
+                return Err(format!("entry {i} is {}, must be > 0", values[i]));
+            }
+        }
+        CovarianceType::Full | CovarianceType::Tied => {
+            for (j, m) in values.chunks_exact(d * d).enumerate() {
+                let which = if cov == CovarianceType::Tied {
+                    "the matrix".to_string()
+                } else {
+                    format!("matrix {j}")
+                };
+                let lower = (0..d).all(|a| (a + 1..d).all(|b| m[a * d + b] == 0.0));
+                let upper = (0..d).all(|a| (0..a).all(|b| m[a * d + b] == 0.0));
+                if !(lower || upper) {
+                    return Err(format!(
+                        "{which} is not triangular: a Cholesky factor has zeros above or below its diagonal"
+                    ));
+                }
+                if let Some(a) = (0..d).find(|&a| m[a * d + a] <= 0.0) {
+                    return Err(format!(
+                        "{which} has {} on its diagonal (entry [{a}][{a}]): a Cholesky factor's diagonal must be > 0",
+                        m[a * d + a]
+                    ));
+                }
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// Checked hyper-parameters: what [`GmmValidParams::fit`](crate::gmm::GmmValidParams) runs with.

@@ -219,7 +219,17 @@ impl Workspace {
                 None => part,
             });
         }
-        emvae_core::tensor::tensor_to_vec(acc.expect("at least one chunk"))
+        let mut s = emvae_core::tensor::tensor_to_vec(acc.expect("at least one chunk"));
+        // `(r diff)^T diff` rounds `s_ab` and `s_ba` differently (by ~1e-7 relative in f32): a model file
+        // must hold a symmetric covariance to pass validation when it is read back.
+        for a in 0..d {
+            for b in 0..a {
+                let m = 0.5 * (s[a * d + b] + s[b * d + a]);
+                s[a * d + b] = m;
+                s[b * d + a] = m;
+            }
+        }
+        s
     }
 }
 
