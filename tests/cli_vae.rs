@@ -216,14 +216,33 @@ fn vae_bad_inputs_give_clear_errors_and_exit_2() {
         "{}",
         out.stderr
     );
-    std::fs::write(d.join("rb/checkpoint.bin"), b"EMVAECK1\x05\x00").unwrap();
-    let out = emvae(d, &["train", "--out", "rb", "--resume"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("truncated") && !out.stderr.contains("panicked"),
-        "{}",
-        out.stderr
-    );
+    // Truncated, edited (one byte of the model flipped), foreign and old-format checkpoints.
+    let good = std::fs::read(d.join("ra/checkpoint.bin")).unwrap();
+    let mut edited = good.clone();
+    let middle = edited.len() / 2;
+    edited[middle] ^= 0x10;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("truncated", good[..good.len() - 100].to_vec(), "truncated"),
+        ("edited", edited, "checksum mismatch"),
+        (
+            "foreign",
+            b"PK\x03\x04 a zip file".to_vec(),
+            "bad magic number",
+        ),
+        ("old format", b"EMVAECK1\x05\x00".to_vec(), "earlier emvae"),
+    ];
+    for (name, bytes, expected) in cases {
+        std::fs::write(d.join("ra/checkpoint.bin"), &bytes).unwrap();
+        let out = emvae(d, &["train", "--out", "ra", "--resume"]);
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("checkpoint.bin")
+                && out.stderr.contains(expected)
+                && !out.stderr.contains("panicked"),
+            "{name}: {}",
+            out.stderr
+        );
+    }
 }
 
 #[test]
@@ -367,4 +386,75 @@ fn vae_run_trains_evaluates_encodes_decodes_and_resumes_exactly() {
     let wrong = emvae(d, &["predict", "--run", "whole"]);
     assert_eq!(wrong.code, 2);
     assert!(wrong.stderr.contains("use encode"), "{}", wrong.stderr);
+}
+
+/// A run whose learning rate makes it diverge stops at the step that went non-finite, naming the step
+/// and the term, keeps its last good checkpoint, and continues from it once the rate is lowered.
+#[test]
+fn divergence_stops_keeps_the_checkpoint_and_resumes_with_a_lower_rate() {
+    let dir = tempdir();
+    let d = dir.path();
+    std::fs::write(d.join("x.csv"), binary_csv()).unwrap();
+    let good = vae_config("x.csv", "", "[12, 16, 2]", "[2, 16, 12]", "");
+    std::fs::write(d.join("good.toml"), &good).unwrap();
+    std::fs::write(d.join("wild.toml"), good.replace("lr = 0.01", "lr = 1e8")).unwrap();
+    let first = emvae(
+        d,
+        &[
+            "train",
+            "--config",
+            "good.toml",
+            "--out",
+            "run",
+            "--stop-after",
+            "14",
+        ],
+    );
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let checkpoint = std::fs::read(d.join("run/checkpoint.bin")).expect("a checkpoint");
+
+    let wild = emvae(
+        d,
+        &["train", "--config", "wild.toml", "--out", "run", "--resume"],
+    );
+    assert_ne!(wild.code, 0, "{}", wild.stderr);
+    assert!(
+        wild.stderr.contains("training diverged at step")
+            && (wild.stderr.contains("NaN") || wild.stderr.contains("inf"))
+            && wild.stderr.contains("lower train.lr"),
+        "{}",
+        wild.stderr
+    );
+    assert!(!wild.stderr.contains("panicked"));
+    assert_eq!(
+        std::fs::read(d.join("run/checkpoint.bin")).unwrap(),
+        checkpoint,
+        "the last good checkpoint is kept"
+    );
+
+    let resumed = emvae(
+        d,
+        &["train", "--config", "good.toml", "--out", "run", "--resume"],
+    );
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(d.join("run/model.bpk").exists());
+    let summary = std::fs::read_to_string(d.join("run/summary.json")).unwrap();
+    assert!(!summary.contains("NaN"), "{summary}");
+
+    // Changing anything but the rate, clipping or budget is refused, naming the key.
+    std::fs::write(
+        d.join("wide.toml"),
+        good.replace("[12, 16, 2]", "[12, 20, 2]"),
+    )
+    .unwrap();
+    let refused = emvae(
+        d,
+        &["train", "--config", "wide.toml", "--out", "run", "--resume"],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("`vae.encoder.sizes`"),
+        "{}",
+        refused.stderr
+    );
 }

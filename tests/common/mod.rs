@@ -35,6 +35,7 @@ pub fn tempdir() -> TempDir {
 
 pub struct Out {
     pub code: i32,
+    #[allow(dead_code)] // not every test binary reads it
     pub stdout: String,
     pub stderr: String,
 }

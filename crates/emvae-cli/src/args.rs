@@ -82,7 +82,7 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Benchmarks, printed as JSON lines.
     #[command(
-        after_help = "Examples:\n  emvae bench gmm\n  emvae bench gmm --backend flex --backend ndarray --n 100000 --d 16 --k 16"
+        after_help = "Examples:\n  emvae bench                 # every benchmark on every backend in this build, then a table\n  emvae bench gmm\n  emvae bench gmm --backend flex --backend ndarray --n 100000 --d 16 --k 16\n  emvae bench vae --shards 1 --shards 2"
     )]
     Bench(BenchArgs),
 }
@@ -111,9 +111,9 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
     /// Stop after this many iterations (gmm) or optimisation steps (vae) in this session, checkpointed;
-    /// continue later with --resume (for time-limited jobs).
-    #[arg(long)]
-    pub stop_after: Option<usize>,
+    /// continue later with --resume (for time-limited jobs). At least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stop_after: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -305,8 +305,12 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Without a benchmark: all of them on every backend in this build, then a summary table.
     #[command(subcommand)]
-    pub which: BenchWhich,
+    pub which: Option<BenchWhich>,
+    /// With no benchmark named: smaller sizes and fewer steps (a smoke test of the table, not figures).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +351,9 @@ pub struct BenchTextArgs {
     /// Backends to time (repeat the flag).
     #[arg(long, value_enum, default_values = ["flex"])]
     pub backend: Vec<Backend>,
+    /// Data-parallel shards of each minibatch (`train.shards`; repeat the flag to compare).
+    #[arg(long, default_values_t = [2])]
+    pub shards: Vec<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -364,6 +371,9 @@ pub struct BenchVaeArgs {
     /// Backends to time (repeat the flag).
     #[arg(long, value_enum, default_values = ["flex", "ndarray"])]
     pub backend: Vec<Backend>,
+    /// Data-parallel shards of each minibatch (`train.shards`; repeat the flag to compare).
+    #[arg(long, default_values_t = [2])]
+    pub shards: Vec<usize>,
 }
 
 #[derive(Debug, Args)]

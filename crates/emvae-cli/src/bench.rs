@@ -1,7 +1,7 @@
 //! `emvae bench`: machine-readable speed figures (JSON lines on standard output).
 
 use emvae_core::data::synthetic::SyntheticMixture;
-use emvae_core::tensor::{Compute, Precision};
+use emvae_core::tensor::Precision;
 use emvae_em::gmm::{
     ArrayInit, CovarianceType, EmObserver, GmmCheckpoint, GmmParams, IterationRecord,
 };
@@ -38,6 +38,10 @@ fn median(v: &[f64]) -> f64 {
 /// initial parameters (so no initialisation is timed), `tol = 0` so every iteration runs; the median of
 /// `iters` iterations after one warm-up iteration.
 pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
+    gmm_lines(args, &mut |line| println!("{line}"))
+}
+
+fn gmm_lines(args: &BenchGmmArgs, emit: &mut dyn FnMut(serde_json::Value)) -> CliResult<()> {
     let precision = match args.precision.as_str() {
         "f64" => Precision::F64,
         "f32" => Precision::F32,
@@ -73,8 +77,7 @@ pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
         .map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
         .collect();
     for backend in &args.backend {
-        let device = backend.device()?;
-        let compute = Compute::new(device, precision);
+        let compute = backend.compute(precision)?;
         for name in &args.covariance {
             let cov: CovarianceType = serde_json::from_value(json!(name)).map_err(|_| {
                 CliError::user(format!(
@@ -115,7 +118,7 @@ pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
                 "samples": timed,
                 "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
             });
-            println!("{line}");
+            emit(line);
         }
     }
     Ok(())
@@ -124,6 +127,10 @@ pub fn gmm(args: &BenchGmmArgs) -> CliResult<()> {
 /// Examples per second of VAE training (forward, backward and Adam step of the ELBO with one sample),
 /// on random binary data of the encoder's input width, through the same trainer `emvae train` uses.
 pub fn vae(args: &BenchVaeArgs) -> CliResult<()> {
+    vae_lines(args, &mut |line| println!("{line}"))
+}
+
+fn vae_lines(args: &BenchVaeArgs, emit: &mut dyn FnMut(serde_json::Value)) -> CliResult<()> {
     use emvae_core::data::Matrix;
     use emvae_vae::data::{Binarization, VaeData};
     use emvae_vae::train::Trainer;
@@ -156,9 +163,15 @@ pub fn vae(args: &BenchVaeArgs) -> CliResult<()> {
     );
     let config: emvae_vae::VaeConfig =
         toml::from_str(&text).map_err(|e| CliError::runtime(format!("bench config: {e}")))?;
-    for backend in &args.backend {
+    for (backend, &shards) in args
+        .backend
+        .iter()
+        .flat_map(|b| args.shards.iter().map(move |s| (b, s)))
+    {
+        let mut config = config.clone();
+        config.train.shards = shards;
         let device = backend.device()?.autodiff();
-        let mut trainer = Trainer::new(config.clone(), 0, device, data.clone(), None)
+        let mut trainer = Trainer::new(config, 0, device, data.clone(), None)
             .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
         trainer
             .run(&mut (), Some(args.warmup as u64))
@@ -176,13 +189,14 @@ pub fn vae(args: &BenchVaeArgs) -> CliResult<()> {
             "backend": backend.name(),
             "sizes": args.sizes,
             "batch": args.batch,
+            "shards": shards,
             "steps": args.steps,
             "examples_per_second": (args.steps * args.batch) as f64 / stepping,
             "seconds_in_steps": stepping,
             "seconds": wall,
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         });
-        println!("{line}");
+        emit(line);
     }
     Ok(())
 }
@@ -190,6 +204,13 @@ pub fn vae(args: &BenchVaeArgs) -> CliResult<()> {
 /// `emvae bench text`: training tokens per second of the sentence VAE on random sentences of a
 /// PTB-shaped vocabulary (the shape of `benches/peers/torch_text_vae_bench.py`).
 pub fn text(args: &crate::args::BenchTextArgs) -> CliResult<()> {
+    text_lines(args, &mut |line| println!("{line}"))
+}
+
+fn text_lines(
+    args: &crate::args::BenchTextArgs,
+    emit: &mut dyn FnMut(serde_json::Value),
+) -> CliResult<()> {
     use emvae_text::batch::TextData;
     use emvae_text::{TextDataset, TextTrainer, TextVaeConfig};
     if args.vocab < 5
@@ -236,10 +257,16 @@ pub fn text(args: &crate::args::BenchTextArgs) -> CliResult<()> {
     let mut config: TextVaeConfig =
         toml::from_str(&text).map_err(|e| CliError::runtime(format!("bench config: {e}")))?;
     config.vocab_size = args.vocab;
-    for backend in &args.backend {
+    for (backend, &shards) in args
+        .backend
+        .iter()
+        .flat_map(|b| args.shards.iter().map(move |s| (b, s)))
+    {
+        let mut config = config.clone();
+        config.train.shards = shards;
         let device = backend.device()?.autodiff();
         let set = TextDataset::training(data.clone(), args.vocab, 0);
-        let mut trainer = TextTrainer::new(config.clone(), 0, device, set, None)
+        let mut trainer = TextTrainer::new(config, 0, device, set, None)
             .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
         trainer
             .run(&mut (), Some(args.warmup as u64))
@@ -264,6 +291,7 @@ pub fn text(args: &crate::args::BenchTextArgs) -> CliResult<()> {
             "hidden": args.hidden,
             "latent": args.latent,
             "batch": args.batch,
+            "shards": shards,
             "steps": args.steps,
             "tokens_per_second": tokens as f64 / stepping,
             "sentences_per_second": (trainer.state.rows - rows) as f64 / stepping,
@@ -271,7 +299,89 @@ pub fn text(args: &crate::args::BenchTextArgs) -> CliResult<()> {
             "mean_tokens_per_sentence": tokens as f64 / (trainer.state.rows - rows) as f64,
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         });
-        println!("{line}");
+        emit(line);
+    }
+    Ok(())
+}
+
+/// The arguments of a benchmark with every default, as `emvae bench NAME` parses them.
+fn defaults<T: clap::Args + clap::FromArgMatches>() -> CliResult<T> {
+    let matches = T::augment_args(clap::Command::new("bench"))
+        .try_get_matches_from(["bench"])
+        .map_err(|e| CliError::runtime(format!("bench defaults: {e}")))?;
+    T::from_arg_matches(&matches).map_err(|e| CliError::runtime(format!("bench defaults: {e}")))
+}
+
+/// `emvae bench` with no subcommand: every benchmark (the mixture's EM iteration, the MLP VAE and the
+/// sentence VAE, at their default sizes) on every backend this binary was built with, as JSON lines,
+/// then one summary line per model and backend (`"bench": "summary"`) and a table on standard error.
+pub fn all(quick: bool) -> CliResult<()> {
+    use crate::args::BenchTextArgs;
+    use crate::backend::Backend;
+    let backends: Vec<Backend> = [Backend::Flex, Backend::Ndarray, Backend::Wgpu]
+        .into_iter()
+        .filter(|b| b.device().is_ok())
+        .collect();
+    let mut summary: Vec<(String, String, f64, &'static str)> = Vec::new();
+    for &backend in &backends {
+        // f64 where the backend has it (parity with scikit-learn), and f32 (what GPUs are fast at).
+        for precision in ["f64", "f32"] {
+            let mut args: BenchGmmArgs = defaults()?;
+            args.backend = vec![backend];
+            args.precision = precision.into();
+            args.covariance = vec!["full".into()];
+            if quick {
+                args.n = 10_000;
+                args.iters = 3;
+            }
+            let result = gmm_lines(&args, &mut |line| {
+                let seconds = line["sec_per_iter"].as_f64().unwrap_or(f64::NAN);
+                summary.push((
+                    format!("gmm-full-{precision}"),
+                    backend.name().into(),
+                    1.0 / seconds,
+                    "EM iterations/s",
+                ));
+                println!("{line}");
+            });
+            if let Err(e) = result {
+                tracing::info!("bench gmm on {backend} in {precision}: skipped ({e})");
+            }
+        }
+        let mut args: BenchVaeArgs = defaults()?;
+        args.backend = vec![backend];
+        if quick {
+            args.steps = 20;
+            args.warmup = 3;
+        }
+        vae_lines(&args, &mut |line| {
+            let rate = line["examples_per_second"].as_f64().unwrap_or(f64::NAN);
+            summary.push(("mlp-vae".into(), backend.name().into(), rate, "examples/s"));
+            println!("{line}");
+        })?;
+        let mut args: BenchTextArgs = defaults()?;
+        args.backend = vec![backend];
+        if quick {
+            args.steps = 3;
+            args.warmup = 1;
+            args.vocab = 2_000;
+        }
+        text_lines(&args, &mut |line| {
+            let rate = line["tokens_per_second"].as_f64().unwrap_or(f64::NAN);
+            summary.push(("text-vae".into(), backend.name().into(), rate, "tokens/s"));
+            println!("{line}");
+        })?;
+    }
+    eprintln!(
+        "{:<16} {:<8} {:>14}  unit",
+        "model", "backend", "throughput"
+    );
+    for (model, backend, rate, unit) in &summary {
+        println!(
+            "{}",
+            json!({"bench": "summary", "model": model, "backend": backend, "throughput": rate, "unit": unit})
+        );
+        eprintln!("{model:<16} {backend:<8} {rate:>14.1}  {unit}");
     }
     Ok(())
 }

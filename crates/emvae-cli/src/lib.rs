@@ -68,17 +68,19 @@ fn run(command: Command) -> CliResult<()> {
     match command {
         Command::Train(args) => {
             let target = runs::train_target(&args)?;
-            match target.loaded.config.model {
-                ModelKind::Gmm => gmm::train(&target, args.force, args.stop_after),
+            let stop_after = args.stop_after.map(|s| s as usize);
+            let result = match target.loaded.config.model {
+                ModelKind::Gmm => gmm::train(&target, args.force, stop_after),
                 ModelKind::Vae => {
                     denormals::flush_to_zero();
-                    vae::train(&target, args.force, args.stop_after)
+                    vae::train(&target, args.force, stop_after)
                 }
                 ModelKind::Text => {
                     denormals::flush_to_zero();
-                    text::train(&target, args.force, args.stop_after)
+                    text::train(&target, args.force, stop_after)
                 }
-            }
+            };
+            result.map_err(|e| target.failed(e))
         }
         Command::Eval(args) => match model_of(&args.run.run)? {
             ModelKind::Gmm => gmm::eval(&args),
@@ -116,12 +118,16 @@ fn run(command: Command) -> CliResult<()> {
         },
         Command::Generate(args) => generate::generate(&args),
         Command::Bench(args) => match args.which {
-            BenchWhich::Gmm(a) => bench::gmm(&a),
-            BenchWhich::Vae(a) => {
+            None => {
+                denormals::flush_to_zero();
+                bench::all(args.quick)
+            }
+            Some(BenchWhich::Gmm(a)) => bench::gmm(&a),
+            Some(BenchWhich::Vae(a)) => {
                 denormals::flush_to_zero();
                 bench::vae(&a)
             }
-            BenchWhich::Text(a) => {
+            Some(BenchWhich::Text(a)) => {
                 denormals::flush_to_zero();
                 bench::text(&a)
             }

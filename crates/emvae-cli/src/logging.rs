@@ -134,4 +134,15 @@ pub fn log_to_file(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Appends `line` to the run's log file only (the error that ended a run, which the terminal shows once
+/// already).
+pub fn append_to_file(line: &str) {
+    if let Some(slot) = LOG_FILE.get()
+        && let Ok(mut f) = slot.lock()
+        && let Some(file) = f.as_mut()
+    {
+        let _ = writeln!(file, "{line}");
+    }
+}
+
 use tracing_subscriber::Layer as _;

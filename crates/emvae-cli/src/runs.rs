@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use emvae_core::run::RunDir;
+use emvae_core::run::{LockError, RunDir, RunLock};
 
 use crate::args::{RunDataArgs, TrainArgs};
 use crate::error::{CliError, CliResult};
@@ -14,6 +14,62 @@ pub struct TrainTarget {
     pub loaded: LoadedConfig,
     pub run: RunDir,
     pub resume: bool,
+    /// Held while training: a second `train` on the same directory is refused.
+    _lock: RunLock,
+}
+
+/// Keys a resumed run may change (after a divergence, or to train longer).
+const RESUMABLE_CHANGES: [&str; 4] = [
+    "train.lr",
+    "train.grad_clip",
+    "train.epochs",
+    "train.max_steps",
+];
+
+/// The dotted keys whose values differ between two resolved configs.
+fn config_changes(a: &LoadedConfig, b: &LoadedConfig) -> CliResult<Vec<String>> {
+    let table = |c: &LoadedConfig| -> CliResult<toml::Table> {
+        toml::Table::try_from(&c.config)
+            .map_err(|e| CliError::runtime(format!("cannot compare configs: {e}")))
+    };
+    fn diff(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<String>) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for key in keys {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match (a.get(key), b.get(key)) {
+                (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                    diff(&path, x, y, out)
+                }
+                (x, y) if x != y => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    diff("", &table(a)?, &table(b)?, &mut out);
+    Ok(out)
+}
+
+/// Locks the run directory `out` for this process and repairs what a killed replacing run left.
+fn lock_run(out: &Path) -> CliResult<RunLock> {
+    if out.exists() && !out.is_dir() {
+        return Err(CliError::user(format!(
+            "--out {} is a file, not a run directory: choose another path",
+            out.display()
+        )));
+    }
+    let lock = RunLock::acquire(out).map_err(|e| match e {
+        LockError::Busy { .. } => CliError::user(e),
+        LockError::Io(io) => CliError::runtime(format!("cannot lock the run directory: {io}")),
+    })?;
+    if let Some(message) = RunDir::recover(out)? {
+        tracing::warn!("{message}");
+    }
+    Ok(lock)
 }
 
 /// Decides the config and run directory of `emvae train`, refusing to overwrite a run unless asked.
@@ -32,6 +88,7 @@ pub fn train_target(args: &TrainArgs) -> CliResult<TrainTarget> {
             ));
         }
     };
+    let lock = lock_run(&out)?;
     let run = RunDir::open(&out);
     let existing = run.exists(RunDir::CONFIG);
     if args.resume {
@@ -43,21 +100,39 @@ pub fn train_target(args: &TrainArgs) -> CliResult<TrainTarget> {
             )));
         }
         let saved = LoadedConfig::load(&run.path(RunDir::CONFIG), &overrides)?;
+        let mut loaded = saved;
         if let Some(config) = &args.config {
             let given = LoadedConfig::load(config, &overrides)?;
-            if given.config != saved.config {
-                return Err(CliError::user(format!(
-                    "cannot resume: {} differs from the run's {} (a resumed run keeps its config; \
-                     start a new run with --out to change it)",
-                    config.display(),
-                    run.path(RunDir::CONFIG).display()
-                )));
+            if given.config != loaded.config {
+                let changes = config_changes(&loaded, &given)?;
+                let fixed: Vec<&String> = changes
+                    .iter()
+                    .filter(|key| !RESUMABLE_CHANGES.iter().any(|k| key.ends_with(k)))
+                    .collect();
+                if !fixed.is_empty() {
+                    return Err(CliError::user(format!(
+                        "cannot resume: {} differs from the run's {} in {} (a resumed run keeps its model \
+                         and data; only the learning rate, gradient clipping and the training budget \
+                         may change: start a new run with --out to change the rest)",
+                        config.display(),
+                        run.path(RunDir::CONFIG).display(),
+                        fixed
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                tracing::info!("continuing with the changed {}", changes.join(", "));
+                run.write(RunDir::CONFIG, given.resolved_toml()?.as_bytes())?;
+                loaded = given;
             }
         }
         return Ok(TrainTarget {
-            loaded: saved,
+            loaded,
             run,
             resume: true,
+            _lock: lock,
         });
     }
     let config = args.config.as_ref().ok_or_else(|| {
@@ -75,34 +150,50 @@ pub fn train_target(args: &TrainArgs) -> CliResult<TrainTarget> {
         loaded,
         run,
         resume: false,
+        _lock: lock,
     })
 }
 
 impl TrainTarget {
     /// Creates the run directory (once the data have loaded, so a bad input leaves nothing behind),
-    /// starts its log and writes the resolved config; with `--force`, clears the previous run's files.
+    /// starts its log and writes the resolved config. With `--force` over a run, the previous run is set
+    /// aside until this one has written its first checkpoint (see [`TrainTarget::failed`]).
     pub fn prepare(&self, force: bool) -> CliResult<()> {
-        let run = RunDir::create(self.run.root())?;
-        if force {
-            for name in [
-                RunDir::SUMMARY,
-                RunDir::METRICS,
-                "checkpoint.json",
-                "model.json",
-                "model.bpk",
-                "optimizer.bpk",
-                "model_best.bpk",
-                "vocab.json",
-                "checkpoint.bin",
-            ] {
-                let _ = std::fs::remove_file(run.path(name));
-            }
+        if force && !self.resume && self.run.root().exists() {
+            self.run.replace()?;
+        } else {
+            RunDir::create(self.run.root())?;
         }
-        start_log(&run);
+        start_log(&self.run);
         if !self.resume {
-            run.write(RunDir::CONFIG, self.loaded.resolved_toml()?.as_bytes())?;
+            self.run
+                .write(RunDir::CONFIG, self.loaded.resolved_toml()?.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// A training run failed with `error`: the run's log records why, and a previous run that this one
+    /// was replacing, set aside until this one's first checkpoint, comes back as it was.
+    pub fn failed(&self, error: CliError) -> CliError {
+        logging::append_to_file(&format!("ERROR training failed: {error}"));
+        let (code, message) = match &error {
+            CliError::User(m) => (2, m.clone()),
+            CliError::Runtime(m) => (1, m.clone()),
+        };
+        let note = match self.run.restore_previous() {
+            Ok(None) => return error,
+            Ok(Some(attempt)) => format!(
+                "{message}\nthe previous run in {} is unchanged; this attempt and its log are in {}",
+                self.run.root().display(),
+                attempt.display()
+            ),
+            Err(io) => format!("{message}\nand the previous run could not be put back: {io}"),
+        };
+        if code == 2 {
+            CliError::User(note)
+        } else {
+            CliError::Runtime(note)
+        }
     }
 }
 

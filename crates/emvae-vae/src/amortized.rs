@@ -18,7 +18,7 @@ use crate::guide::Posterior;
 use crate::model::Prior;
 
 /// The settings of a model: its architecture, and the training settings every amortized model shares.
-pub trait ModelConfig: Clone + std::fmt::Debug {
+pub trait ModelConfig: Clone + std::fmt::Debug + Send + Sync {
     fn objective(&self) -> &ObjectiveConfig;
     fn estep(&self) -> &EStepConfig;
     fn train(&self) -> &TrainConfig;
@@ -34,7 +34,7 @@ pub trait ModelConfig: Clone + std::fmt::Debug {
 }
 
 /// A data set of a model: rows that form batches of the model's batch type.
-pub trait TrainData: Clone {
+pub trait TrainData: Clone + Sync {
     type Batch: Clone;
     /// Number of rows (data points).
     fn len(&self) -> usize;
@@ -66,7 +66,7 @@ pub trait TrainData: Clone {
 }
 
 /// A latent-variable model with its guide, trained by amortized variational EM.
-pub trait AmortizedModel: Module + 'static {
+pub trait AmortizedModel: Module + Sync + 'static {
     type Config: ModelConfig;
     type Batch: Clone;
     type Data: TrainData<Batch = Self::Batch>;

@@ -404,6 +404,15 @@ pub struct TrainConfig {
     /// Plateau schedule: training stops at this many decays (early stopping).
     #[serde(default = "default_max_decays")]
     pub max_decays: usize,
+    /// Data-parallel shards of each minibatch (amortized strategies): the shards' gradients are
+    /// computed concurrently, one thread each, on replicas of the model and summed in a fixed order,
+    /// so results depend on this number and never on the machine's core count. 1 runs the step whole.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    2
 }
 
 fn default_patience() -> usize {
@@ -429,6 +438,7 @@ impl Default for TrainConfig {
             lr_milestones: Vec::new(),
             patience: default_patience(),
             max_decays: default_max_decays(),
+            shards: default_shards(),
         }
     }
 }
@@ -699,6 +709,16 @@ pub fn check_training(
     let t = train;
     at_least_one("train.epochs", t.epochs)?;
     at_least_one("train.batch_size", t.batch_size)?;
+    at_least_one("train.shards", t.shards)?;
+    if t.shards > t.batch_size {
+        return Err(InvalidParam::new(
+            "train.shards",
+            format!(
+                "{} shards of a minibatch of {} rows leave some shards empty: use at most batch_size",
+                t.shards, t.batch_size
+            ),
+        ));
+    }
     positive("train.lr", t.lr)?;
     positive("train.adam_eps", t.adam_eps)?;
     for (i, b) in t.adam_betas.iter().enumerate() {

@@ -5,9 +5,10 @@
 //! points) by maximising a bound on log p(x) ([`objective`]: the ELBO, with analytic or Monte Carlo KL,
 //! beta, annealing and free bits, or the importance-weighted bound). [`train`] runs the EM loop with
 //! one of several E-step strategies (amortized, aggressive, non-amortized, semi-amortized, Monte Carlo
-//! EM) and resumable checkpoints; [`diagnostics`] measures what a VAE learned (ELBO terms, active units,
+//! EM), data-parallel shards and a fused [`adam`], and resumable checkpoints; [`diagnostics`] measures what a VAE learned (ELBO terms, active units,
 //! mutual information, importance-weighted NLL, amortization gap).
 
+pub mod adam;
 pub mod amortized;
 pub mod config;
 pub mod data;
@@ -20,6 +21,7 @@ pub mod nn;
 pub mod objective;
 pub mod refine;
 pub mod schedule;
+pub mod shard;
 pub mod train;
 pub mod vae;
 

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig};
+use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use emvae_core::rng::{derive_seed, rng_for};
@@ -17,6 +17,7 @@ use emvae_core::tensor::tensor_to_vec;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+use crate::adam::Adam;
 use crate::amortized::{AmortizedModel, ModelConfig, TrainData};
 use crate::config::{LrSchedule, ObjectiveKind, Proposal, Strategy};
 use crate::data::normal_noise;
@@ -24,17 +25,22 @@ use crate::diagnostics::{DiagnoseOptions, Diagnostics, amortization_gap, diagnos
 use crate::error::VaeError;
 use crate::guide::Posterior;
 use crate::inference::{PosteriorSource, held_out_posteriors, sample_prior};
-use crate::objective::{BatchTerms, ObjectiveSpec, batch_terms};
+use crate::objective::{ObjectiveSpec, batch_terms};
 use crate::refine::{Refinement, Rule, optimise_posteriors};
 use crate::schedule::{beta_at, lr_at};
+use crate::shard::{ShardedStep, StepMetrics, mean_of, metrics_of};
 use crate::vae::Vae;
 
 /// The trainer of the MLP VAE ([`Vae`]).
 pub type Trainer = AmortizedTrainer<Vae>;
 
 /// Format tag of checkpoints.
-pub const CHECKPOINT_FORMAT: &str = "emvae.vae.checkpoint.v1";
-const MAGIC: &[u8; 8] = b"EMVAECK1";
+pub const CHECKPOINT_FORMAT: &str = "emvae.vae.checkpoint.v2";
+/// The format before the fused optimiser (burn's Adam record), which this version cannot continue.
+const CHECKPOINT_FORMAT_V1: &str = "emvae.vae.checkpoint.v1";
+const MAGIC: &[u8; 8] = b"EMVAECK2";
+/// Checkpoints of the first format (burn's optimiser record, no checksum).
+const MAGIC_V1: &[u8; 8] = b"EMVAECK1";
 
 /// Running sums over the current epoch's batches (kept in checkpoints so that an epoch interrupted and
 /// resumed reports what an uninterrupted one reports).
@@ -266,6 +272,25 @@ impl ModuleVisitor for GradScale<'_> {
     }
 }
 
+/// Replaces `*slot` by `f(*slot)`, moving the value through `f`. Aborts the process if `f` panics
+/// (the slot would otherwise hold a value already moved out).
+fn replace_with<T>(slot: &mut T, f: impl FnOnce(T) -> T) {
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+    let guard = AbortOnUnwind;
+    // SAFETY: the value read out is written back before `slot` is used again; if `f` unwinds, the
+    // guard aborts before anything can observe (or drop) the moved-out slot.
+    unsafe {
+        let value = std::ptr::read(slot);
+        std::ptr::write(slot, f(value));
+    }
+    std::mem::forget(guard);
+}
+
 /// Clips the global norm of `grads` (over `model`'s parameters) to `max_norm`.
 fn clip_global_norm<M: Module>(grads: &mut GradientsParams, model: &M, max_norm: f64) {
     let mut norm = GradNorm { grads, total: 0.0 };
@@ -279,23 +304,6 @@ fn clip_global_norm<M: Module>(grads: &mut GradientsParams, model: &M, max_norm:
     }
 }
 
-/// Mean of a `[rows]` tensor on the host.
-fn mean_of(t: &Tensor<1>) -> f64 {
-    tensor_to_vec(t.clone().mean())[0]
-}
-
-/// Metrics of one step: `(loss, bound, reconstruction, kl)` averaged over the batch.
-type StepMetrics = (f64, f64, f64, f64);
-
-fn metrics_of(terms: &BatchTerms) -> StepMetrics {
-    (
-        mean_of(&terms.loss),
-        mean_of(&terms.bound),
-        mean_of(&terms.rec),
-        mean_of(&terms.kl),
-    )
-}
-
 /// Trains any [`AmortizedModel`]: the one loop, objective set, diagnostics and checkpoint format of
 /// every amortized model.
 pub struct AmortizedTrainer<M: AmortizedModel> {
@@ -304,7 +312,7 @@ pub struct AmortizedTrainer<M: AmortizedModel> {
     /// The autodiff device training runs on.
     pub device: Device,
     pub model: M,
-    optim: ModuleOptimizer,
+    optim: Adam,
     pub state: TrainState,
     pub train: M::Data,
     /// Held-out data (binarised once).
@@ -313,18 +321,6 @@ pub struct AmortizedTrainer<M: AmortizedModel> {
 }
 
 impl<M: AmortizedModel> AmortizedTrainer<M> {
-    fn optimizer(config: &M::Config) -> ModuleOptimizer {
-        let t = config.train();
-        let mut adam = AdamConfig::new()
-            .with_beta_1(t.adam_betas[0] as f32)
-            .with_beta_2(t.adam_betas[1] as f32)
-            .with_epsilon(t.adam_eps as f32);
-        if t.weight_decay > 0.0 {
-            adam = adam.with_weight_decay(Some(WeightDecayConfig::new(t.weight_decay as f32)));
-        }
-        adam.init()
-    }
-
     /// Checks that the data suit the model (keys relative to the model's table).
     pub fn check_data(config: &M::Config, train: &M::Data) -> Result<(), VaeError> {
         M::check_data(config, train)
@@ -350,7 +346,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             .then(|| LocalPosteriors::new(train.len(), config.latent_dim()));
         let aggressive = config.estep().strategy == Strategy::Aggressive;
         Ok(Self {
-            optim: Self::optimizer(&config),
+            optim: Adam::new(config.train()),
             model,
             state: TrainState {
                 step: 0,
@@ -390,6 +386,13 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         let parts = split_checkpoint(bytes)?;
         let meta: CheckpointMeta = serde_json::from_slice(parts[0])
             .map_err(|e| VaeError::Checkpoint(format!("damaged checkpoint state: {e}")))?;
+        if meta.format == CHECKPOINT_FORMAT_V1 {
+            return Err(VaeError::Checkpoint(
+                "it was written by an earlier emvae whose optimiser state this version cannot read: \
+                 start the run again (--force), or finish it with the emvae that began it"
+                    .into(),
+            ));
+        }
         if meta.format != CHECKPOINT_FORMAT {
             return Err(VaeError::Checkpoint(format!(
                 "format `{}` is not a VAE checkpoint (`{CHECKPOINT_FORMAT}`)",
@@ -409,8 +412,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             )));
         }
         trainer.model = load_model(trainer.model, parts[1])?;
-        trainer.optim = Self::optimizer(&trainer.config)
-            .from_bytes(Bytes::from_bytes_vec(parts[2].to_vec()))
+        trainer.optim = Adam::from_bytes(trainer.config.train(), parts[2], &trainer.model)
             .map_err(|e| VaeError::Checkpoint(format!("optimiser state: {e}")))?;
         trainer.state = meta.state;
         trainer.local = meta.local;
@@ -431,15 +433,14 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         };
         let meta = serde_json::to_vec(&meta).map_err(|e| VaeError::Checkpoint(e.to_string()))?;
         let model = self.model_bytes()?;
-        let optim = self
-            .optim
-            .into_bytes()
-            .map_err(|e| VaeError::Checkpoint(format!("optimiser state: {e}")))?;
+        let optim = self.optim.to_bytes();
         let mut out = MAGIC.to_vec();
         for part in [&meta[..], &model[..], &optim[..]] {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
             out.extend_from_slice(part);
         }
+        let sum = checksum(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
         Ok(out)
     }
 
@@ -494,8 +495,10 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         if self.config.train().grad_clip > 0.0 {
             clip_global_norm(&mut grads, &self.model, self.config.train().grad_clip);
         }
-        let model = self.model.clone();
-        self.model = self.optim.step(lr, model, grads);
+        // The model is moved into the update, not cloned: parameters held once are updated in place
+        // of their buffers, where a clone would make every one of them a copy.
+        let optim = &mut self.optim;
+        replace_with(&mut self.model, |model| optim.step(lr, model, grads));
     }
 
     /// Runs until the configured epochs or steps are done, or `stop_after` more steps have run.
@@ -523,9 +526,20 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             let t0 = Instant::now();
             let (loss, bound, rec, kl) = self.step(&rows, lr)?;
             if !loss.is_finite() {
+                // Name the term that went first (the parameters this step started from were finite, or
+                // the previous step would have stopped here); the last checkpoint predates this step.
+                let term = if !rec.is_finite() {
+                    format!("the reconstruction term E_q[log p(x|z)] is {rec}")
+                } else if !kl.is_finite() {
+                    format!("the KL term is {kl}")
+                } else {
+                    format!("the loss is {loss}")
+                };
                 return Err(VaeError::Diverged(format!(
-                    "training diverged at step {} (loss {loss}): lower vae.train.lr or set vae.train.grad_clip",
-                    self.state.step
+                    "training diverged at step {} (epoch {}): {term}; lower train.lr or set train.grad_clip, \
+                     then continue from the last checkpoint with --resume",
+                    self.state.step + 1,
+                    self.state.epoch + 1
                 )));
             }
             let seconds = t0.elapsed().as_secs_f64();
@@ -719,7 +733,6 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
 
     /// One optimisation step on `rows`.
     fn step(&mut self, rows: &[usize], lr: f64) -> Result<StepMetrics, VaeError> {
-        let x = self.train.batch(rows, self.state.epoch, &self.device);
         let b = rows.len();
         let spec = self.spec();
         let step = self.state.step;
@@ -735,17 +748,13 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 if aggressive {
                     self.aggressive_encoder_updates(lr, &spec)?;
                 }
-                let q = self.model.posterior(&x);
                 // After the aggressive inner loop, one decoder step with the (fixed) encoder's posterior.
-                let q = if aggressive { q.detach() } else { q };
-                let eps = self.noise(spec.samples * b, b"noise", step);
-                let terms = batch_terms(&self.model, &q, &x, eps, &spec);
-                let metrics = metrics_of(&terms);
-                let grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
+                let (metrics, grads) = self.sharded_gradients(rows, &spec, aggressive);
                 self.apply(grads, lr);
                 Ok(metrics)
             }
             Strategy::NonAmortized => {
+                let x = self.train.batch(rows, self.state.epoch, &self.device);
                 let local = self
                     .local
                     .as_ref()
@@ -774,6 +783,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 Ok(metrics)
             }
             Strategy::SemiAmortized => {
+                let x = self.train.batch(rows, self.state.epoch, &self.device);
                 let q0 = self.model.posterior(&x);
                 let e = self.config.estep();
                 let refinement = Refinement {
@@ -797,8 +807,41 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 self.apply(encoder_grads, lr);
                 Ok(metrics)
             }
-            Strategy::MonteCarloEm => self.monte_carlo_em_step(x, lr, &spec),
+            Strategy::MonteCarloEm => {
+                let x = self.train.batch(rows, self.state.epoch, &self.device);
+                self.monte_carlo_em_step(x, lr, &spec)
+            }
         }
+    }
+
+    /// The objective's metrics and parameter gradients on the minibatch `rows`, in `train.shards`
+    /// data-parallel shards ([`crate::shard`]). Noise: one block for an unsharded step (as before
+    /// shards existed, so such runs continue bit for bit), one stream per shard otherwise.
+    fn sharded_gradients(
+        &self,
+        rows: &[usize],
+        spec: &ObjectiveSpec,
+        detach_guide: bool,
+    ) -> (StepMetrics, GradientsParams) {
+        let step = self.state.step;
+        let shards = self.config.train().shards;
+        let noise = |shard: usize, len: usize| {
+            if shards == 1 {
+                self.noise(spec.samples * len, b"noise", step)
+            } else {
+                let stream = format!("noise-shard-{shard}");
+                self.noise(spec.samples * len, stream.as_bytes(), step)
+            }
+        };
+        let sharded = ShardedStep {
+            model: &self.model,
+            data: &self.train,
+            epoch: self.state.epoch,
+            device: &self.device,
+            spec,
+            detach_guide,
+        };
+        sharded.gradients(rows, shards, &noise)
     }
 
     /// He et al. 2019's inner loop: encoder-only steps on fresh random minibatches until the mean loss
@@ -905,23 +948,60 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
     }
 }
 
+/// FNV-1a (64-bit) of `bytes`, eight at a time: the checksum that ends a checkpoint.
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h ^= u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    for &b in words.remainder() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The three parts (state, model, optimiser) of a checkpoint, after checking its magic number, its
+/// layout and its checksum.
 fn split_checkpoint(bytes: &[u8]) -> Result<Vec<&[u8]>, VaeError> {
-    let bad = || {
-        VaeError::Checkpoint("not an emvae VAE checkpoint (bad magic number or truncated)".into())
+    if bytes.starts_with(MAGIC_V1) {
+        return Err(VaeError::Checkpoint(
+            "it was written by an earlier emvae whose optimiser state this version cannot read: \
+             start the run again (--force), or finish it with the emvae that began it"
+                .into(),
+        ));
+    }
+    let bad = |what: &str| VaeError::Checkpoint(format!("not a readable emvae checkpoint: {what}"));
+    if !bytes.starts_with(&MAGIC[..]) {
+        return Err(bad(
+            "bad magic number (not a checkpoint, or another program's file)",
+        ));
+    }
+    let Some(body_len) = bytes.len().checked_sub(8) else {
+        return Err(bad("truncated"));
     };
-    let mut rest = bytes.strip_prefix(&MAGIC[..]).ok_or_else(bad)?;
+    let (body, sum) = bytes.split_at(body_len);
+    let mut rest = &body[MAGIC.len().min(body.len())..];
     let mut parts = Vec::new();
     for _ in 0..3 {
         if rest.len() < 8 {
-            return Err(bad());
+            return Err(bad("truncated"));
         }
         let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
         rest = &rest[8..];
         if rest.len() < len {
-            return Err(bad());
+            return Err(bad("truncated"));
         }
         parts.push(&rest[..len]);
         rest = &rest[len..];
+    }
+    if !rest.is_empty() {
+        return Err(bad("unexpected bytes after its parts"));
+    }
+    if checksum(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+        return Err(bad("checksum mismatch (the file was edited or damaged)"));
     }
     Ok(parts)
 }

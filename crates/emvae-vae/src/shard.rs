@@ -1,0 +1,256 @@
+//! Data-parallel steps on the CPU's cores: a minibatch cut into shards whose gradients are computed
+//! concurrently, one thread each, and summed.
+//!
+//! With L(θ) = (1/B) Σ_b ℓ_b(θ) and shards S_1 … S_K of sizes B_k, the gradient is
+//! ∇L = Σ_k (B_k / B) ∇[(1/B_k) Σ_{b ∈ S_k} ℓ_b], so each shard differentiates its own mean loss
+//! weighted by its share of the rows. The shards are a function of the configuration only (never of the
+//! machine's core count) and their gradients are summed in shard order, so a run's numbers do not
+//! depend on how many cores ran it. Free bits are the one batch-level term: they clamp each shard's
+//! average KL, as in data-parallel training elsewhere.
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use emvae_core::tensor::tensor_to_vec;
+
+use crate::amortized::{AmortizedModel, TrainData};
+use crate::objective::{BatchTerms, ObjectiveSpec, batch_terms};
+
+/// Metrics of one step: `(loss, bound, reconstruction, kl)` averaged over the batch.
+pub type StepMetrics = (f64, f64, f64, f64);
+
+/// Mean of a `[rows]` tensor on the host.
+pub fn mean_of(t: &Tensor<1>) -> f64 {
+    tensor_to_vec(t.clone().mean())[0]
+}
+
+pub fn metrics_of(terms: &BatchTerms) -> StepMetrics {
+    (
+        mean_of(&terms.loss),
+        mean_of(&terms.bound),
+        mean_of(&terms.rec),
+        mean_of(&terms.kl),
+    )
+}
+
+/// What one amortized step differentiates: the model, its data and the objective.
+pub struct ShardedStep<'a, M: AmortizedModel> {
+    pub model: &'a M,
+    pub data: &'a M::Data,
+    /// The epoch the batches are drawn for.
+    pub epoch: u64,
+    pub device: &'a Device,
+    pub spec: &'a ObjectiveSpec,
+    /// Stop the gradients into the guide (the decoder step after an aggressive inner loop).
+    pub detach_guide: bool,
+}
+
+impl<M: AmortizedModel> ShardedStep<'_, M> {
+    /// The objective's terms on the rows `part`, with standard-normal noise `eps`.
+    fn terms(&self, model: &M, part: &[usize], eps: Tensor<2>) -> BatchTerms {
+        let x = self.data.batch(part, self.epoch, self.device);
+        let q = model.posterior(&x);
+        let q = if self.detach_guide { q.detach() } else { q };
+        batch_terms(model, &q, &x, eps, self.spec)
+    }
+
+    /// Metrics and gradients of the minibatch `rows` in `shards` shards (at most one per row);
+    /// `noise(shard, rows)` gives a shard's noise `[samples * rows, latent]`.
+    pub fn gradients(
+        &self,
+        rows: &[usize],
+        shards: usize,
+        noise: &(dyn Fn(usize, usize) -> Tensor<2> + Sync),
+    ) -> (StepMetrics, GradientsParams) {
+        let shards = shards.clamp(1, rows.len().max(1));
+        if shards == 1 {
+            let terms = self.terms(self.model, rows, noise(0, rows.len()));
+            let metrics = metrics_of(&terms);
+            let grads = GradientsParams::from_grads(terms.loss.backward(), self.model);
+            return (metrics, grads);
+        }
+        let total = rows.len() as f64;
+        let run_shard = |shard: usize, part: &[usize]| {
+            // A replica whose parameters are fresh leaves of the autodiff graph: shards sharing the
+            // model's own leaves would be merged by burn's autodiff into one graph (and one lock).
+            let replica = self.model.clone().map(&mut FreshLeaves);
+            let terms = self.terms(&replica, part, noise(shard, part.len()));
+            let weight = part.len() as f64 / total;
+            let (loss, bound, rec, kl) = metrics_of(&terms);
+            let metrics = (loss * weight, bound * weight, rec * weight, kl * weight);
+            let grads = terms.loss.mul_scalar(weight).backward();
+            (metrics, GradientsParams::from_grads(grads, &replica))
+        };
+        let parts = split_evenly(rows, shards);
+        let results: Vec<(StepMetrics, GradientsParams)> = std::thread::scope(|scope| {
+            let run_shard = &run_shard;
+            let handles: Vec<_> = parts[1..]
+                .iter()
+                .enumerate()
+                .map(|(i, part)| scope.spawn(move || run_shard(i + 1, part)))
+                .collect();
+            let mut results = vec![run_shard(0, parts[0])];
+            for handle in handles {
+                match handle.join() {
+                    Ok(r) => results.push(r),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            results
+        });
+        let mut metrics = (0.0, 0.0, 0.0, 0.0);
+        let mut sum = GradSum {
+            shards: Vec::with_capacity(results.len()),
+            total: GradientsParams::new(),
+        };
+        for ((loss, bound, rec, kl), grads) in results {
+            metrics.0 += loss;
+            metrics.1 += bound;
+            metrics.2 += rec;
+            metrics.3 += kl;
+            sum.shards.push(grads);
+        }
+        self.model.visit(&mut sum);
+        (metrics, sum.total)
+    }
+}
+
+/// Maps every float parameter to a fresh autodiff leaf of the same value and id.
+struct FreshLeaves;
+
+impl ModuleMapper for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| {
+            let tracked = t.is_require_grad();
+            let leaf = t.detach();
+            if tracked { leaf.require_grad() } else { leaf }
+        })
+    }
+}
+
+/// Sums the shards' gradients of each visited parameter, in shard order.
+struct GradSum {
+    shards: Vec<GradientsParams>,
+    total: GradientsParams,
+}
+
+impl ModuleVisitor for GradSum {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let mut sum: Option<Tensor<D>> = None;
+        for grads in &mut self.shards {
+            if let Some(g) = grads.remove::<D>(param.id) {
+                sum = Some(match sum {
+                    Some(acc) => acc + g,
+                    None => g,
+                });
+            }
+        }
+        if let Some(g) = sum {
+            self.total.register(param.id, g);
+        }
+    }
+}
+
+/// `rows` cut into `parts` contiguous pieces whose sizes differ by at most one.
+fn split_evenly(rows: &[usize], parts: usize) -> Vec<&[usize]> {
+    let (base, extra) = (rows.len() / parts, rows.len() % parts);
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 0..parts {
+        let len = base + usize::from(p < extra);
+        out.push(&rows[start..start + len]);
+        start += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KlEstimator, ObjectiveKind, VaeConfig};
+    use crate::data::{Binarization, VaeData, normal_noise};
+    use crate::vae::Vae;
+    use burn::module::Module;
+    use emvae_core::data::Matrix;
+
+    struct Collect(GradientsParams, Vec<Vec<f64>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let g = self
+                .0
+                .remove::<D>(param.id)
+                .expect("every parameter has a gradient");
+            self.1.push(tensor_to_vec(g));
+        }
+    }
+
+    fn flat(model: &Vae, grads: GradientsParams) -> Vec<Vec<f64>> {
+        let mut c = Collect(grads, Vec::new());
+        model.visit(&mut c);
+        c.1
+    }
+
+    #[test]
+    fn split_is_contiguous_and_even() {
+        let rows: Vec<usize> = (0..7).collect();
+        let parts = split_evenly(&rows, 3);
+        assert_eq!(parts, vec![&rows[0..3], &rows[3..5], &rows[5..7]]);
+    }
+
+    /// Three shards' summed gradients and averaged metrics equal the whole minibatch's, for the same
+    /// noise: the sharding changes where the arithmetic runs, not what it computes.
+    #[test]
+    fn shards_sum_to_the_whole_batch_gradient() {
+        let device = Device::flex().autodiff();
+        let config: VaeConfig = toml::from_str(
+            "[encoder]\nsizes = [12, 16, 3]\n[decoder]\nsizes = [3, 16, 12]\n\
+             [likelihood]\nkind = \"bernoulli\"\n",
+        )
+        .expect("config");
+        let model = Vae::new(&config, 3, &device);
+        let values = (0..40 * 12)
+            .map(|i| ((i * 7919) % 3 == 0) as u8 as f64)
+            .collect();
+        let data = VaeData::new(&Matrix::new(40, 12, values), Binarization::None);
+        let rows: Vec<usize> = (0..40).rev().step_by(3).collect();
+        let spec = ObjectiveSpec {
+            kind: ObjectiveKind::Elbo,
+            samples: 1,
+            beta: 0.7,
+            free_bits: 0.0,
+            kl: KlEstimator::Analytic,
+        };
+        let step = ShardedStep {
+            model: &model,
+            data: &data,
+            epoch: 0,
+            device: &device,
+            spec: &spec,
+            detach_guide: false,
+        };
+        // The noise of a row is the same whichever shard holds it.
+        let row_noise = |row: usize| normal_noise(1, 3, 11, b"test", row as u64, &device);
+        let parts = split_evenly(&rows, 3);
+        let sharded_noise = |shard: usize, _len: usize| {
+            Tensor::cat(parts[shard].iter().map(|&r| row_noise(r)).collect(), 0)
+        };
+        let whole_noise = |_shard: usize, _len: usize| {
+            Tensor::cat(rows.iter().map(|&r| row_noise(r)).collect(), 0)
+        };
+        let (m3, g3) = step.gradients(&rows, 3, &sharded_noise);
+        let (m1, g1) = step.gradients(&rows, 1, &whole_noise);
+        for (a, b) in [(m3.0, m1.0), (m3.1, m1.1), (m3.2, m1.2), (m3.3, m1.3)] {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "metric {a} vs {b}");
+        }
+        let (g3, g1) = (flat(&model, g3), flat(&model, g1));
+        assert_eq!(g3.len(), g1.len());
+        for (p3, p1) in g3.iter().zip(&g1) {
+            for (a, b) in p3.iter().zip(p1) {
+                assert!(
+                    (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                    "gradient {a} vs {b}"
+                );
+            }
+        }
+    }
+}
