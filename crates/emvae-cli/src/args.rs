@@ -351,8 +351,9 @@ pub struct BenchTextArgs {
     /// Backends to time (repeat the flag).
     #[arg(long, value_enum, default_values = ["flex"])]
     pub backend: Vec<Backend>,
-    /// Data-parallel shards of each minibatch (`train.shards`; repeat the flag to compare).
-    #[arg(long, default_values_t = [2])]
+    /// Data-parallel shards of each minibatch (`train.shards`: 0 chooses as `train` does; repeat the
+    /// flag to compare).
+    #[arg(long, default_values_t = [0])]
     pub shards: Vec<usize>,
 }
 
@@ -371,8 +372,9 @@ pub struct BenchVaeArgs {
     /// Backends to time (repeat the flag).
     #[arg(long, value_enum, default_values = ["flex", "ndarray"])]
     pub backend: Vec<Backend>,
-    /// Data-parallel shards of each minibatch (`train.shards`; repeat the flag to compare).
-    #[arg(long, default_values_t = [2])]
+    /// Data-parallel shards of each minibatch (`train.shards`: 0 chooses as `train` does; repeat the
+    /// flag to compare).
+    #[arg(long, default_values_t = [0])]
     pub shards: Vec<usize>,
 }
 

@@ -22,7 +22,7 @@ use crate::config::TrainConfig;
 /// Tag of the serialised state.
 const MAGIC: &[u8; 8] = b"EMVAEAD1";
 /// Elements below which an update runs on one thread (a thread's start costs about this much work).
-const MIN_PER_THREAD: usize = 1 << 15;
+const MIN_PER_THREAD: usize = 1 << 17;
 
 /// First and second moments of one parameter.
 #[derive(Debug, Clone, PartialEq)]

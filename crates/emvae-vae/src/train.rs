@@ -318,6 +318,21 @@ pub struct AmortizedTrainer<M: AmortizedModel> {
     /// Held-out data (binarised once).
     pub test: Option<M::Data>,
     pub local: Option<LocalPosteriors>,
+    /// Data-parallel shards of each step (`train.shards`, resolved for this model's size).
+    pub shards: usize,
+}
+
+/// Number of values in a module's float parameters.
+pub fn parameter_count<M: Module>(module: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0 += param.shape().num_elements();
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
 }
 
 impl<M: AmortizedModel> AmortizedTrainer<M> {
@@ -345,7 +360,9 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         let local = (config.estep().strategy == Strategy::NonAmortized)
             .then(|| LocalPosteriors::new(train.len(), config.latent_dim()));
         let aggressive = config.estep().strategy == Strategy::Aggressive;
+        let shards = config.train().resolved_shards(parameter_count(&model));
         Ok(Self {
+            shards,
             optim: Adam::new(config.train()),
             model,
             state: TrainState {
@@ -824,7 +841,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         detach_guide: bool,
     ) -> (StepMetrics, GradientsParams) {
         let step = self.state.step;
-        let shards = self.config.train().shards;
+        let shards = self.shards;
         let noise = |shard: usize, len: usize| {
             if shards == 1 {
                 self.noise(spec.samples * len, b"noise", step)
