@@ -176,3 +176,66 @@ fn outputs_that_cannot_be_runs_are_user_errors() {
     assert!(zero.stderr.contains("--stop-after"), "{}", zero.stderr);
     assert!(!d.join("run").exists());
 }
+
+/// An output file never replaces a run's own files, and a missing folder is the user's to create.
+#[test]
+fn outputs_never_replace_a_runs_files() {
+    let dir = tempdir();
+    let d = dir.path();
+    write(d, "data.csv", DATA);
+    write(d, "good.toml", &config("data.csv", ""));
+    let trained = emvae(d, &["train", "--config", "good.toml", "--out", "run"]);
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    let model = read(&d.join("run/model.json"));
+    for (args, expected) in [
+        (
+            vec!["predict", "--run", "run", "--output", "run/model.json"],
+            "would replace the run's own model.json",
+        ),
+        (
+            vec![
+                "sample",
+                "--run",
+                "run",
+                "-n",
+                "3",
+                "--output",
+                "run/summary.json",
+            ],
+            "would replace the run's own summary.json",
+        ),
+        (
+            vec!["predict", "--run", "run", "--output", "missing/p.jsonl"],
+            "the folder missing does not exist",
+        ),
+        (
+            vec!["predict", "--run", "run", "--output", "run"],
+            "is a directory",
+        ),
+    ] {
+        let out = emvae(d, &args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(
+        read(&d.join("run/model.json")),
+        model,
+        "the model is untouched"
+    );
+    let beside = emvae(
+        d,
+        &[
+            "predict",
+            "--run",
+            "run",
+            "--output",
+            "run/predictions.jsonl",
+        ],
+    );
+    assert_eq!(
+        beside.code, 0,
+        "other files may go into a run directory: {}",
+        beside.stderr
+    );
+    assert!(read(&d.join("run/predictions.jsonl")).lines().count() >= 6);
+}

@@ -40,7 +40,7 @@ pub fn generate(args: &GenerateArgs) -> CliResult<()> {
         }
         text.push('\n');
     }
-    emvae_core::run::write_atomic(&args.output, text.as_bytes())?;
+    crate::output::write_output(&args.output, text.as_bytes())?;
     tracing::info!(
         "wrote {} rows x {} features ({} labelled) to {}",
         data.n_rows(),
@@ -72,7 +72,7 @@ fn generate_text(args: &GenerateArgs) -> CliResult<()> {
         n_sentences: args.n_samples,
         seed: args.seed,
     });
-    emvae_core::run::write_atomic(&args.output, to_lines(&sentences, label).as_bytes())?;
+    crate::output::write_output(&args.output, to_lines(&sentences, label).as_bytes())?;
     tracing::info!(
         "wrote {} sentences to {}",
         sentences.len(),

@@ -40,9 +40,7 @@ impl RowWriter {
 
     pub fn finish(self, path: Option<&Path>) -> CliResult<()> {
         match path {
-            Some(p) => {
-                emvae_core::run::write_atomic(p, self.text.as_bytes()).map_err(CliError::from)
-            }
+            Some(p) => write_output(p, self.text.as_bytes()),
             None => {
                 let mut out = std::io::stdout().lock();
                 match out
@@ -59,6 +57,61 @@ impl RowWriter {
             }
         }
     }
+}
+
+/// Files of a run directory that an output must never replace.
+fn is_run_file(name: &str) -> bool {
+    use emvae_core::run::RunDir;
+    [
+        RunDir::CONFIG,
+        RunDir::METRICS,
+        RunDir::SUMMARY,
+        RunDir::LOG,
+        "vocab.json",
+    ]
+    .contains(&name)
+        || name.starts_with("checkpoint")
+        || name.starts_with("model")
+}
+
+/// Checks that `path` can take an output file: its folder exists, it is not a directory, and it is
+/// not one of a run directory's own files (predicting into `RUN/model.json` would destroy the run).
+pub fn check_output(path: &Path) -> CliResult<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(CliError::user(format!(
+            "--output {}: the folder {} does not exist: create it first, or choose another path",
+            path.display(),
+            folder.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(CliError::user(format!(
+            "--output {} is a directory: name a file",
+            path.display()
+        )));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if folder.join(emvae_core::run::RunDir::CONFIG).is_file() && is_run_file(&name) {
+        return Err(CliError::user(format!(
+            "--output {} would replace the run's own {name} in {}: choose another file name",
+            path.display(),
+            folder.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes an output file atomically after [`check_output`].
+pub fn write_output(path: &Path, bytes: &[u8]) -> CliResult<()> {
+    check_output(path)?;
+    emvae_core::run::write_atomic(path, bytes).map_err(CliError::from)
 }
 
 /// A float in full round-trip precision.
