@@ -261,6 +261,7 @@ fn edited_model_files_give_clear_errors_and_exit_2() {
     );
     assert_eq!(train.code, 0, "{}", train.stderr);
     let model_path = dir.path().join("run/model.json");
+    let original_bytes = std::fs::read(&model_path).unwrap();
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
     type Edit = fn(&mut serde_json::Value);
@@ -330,8 +331,8 @@ fn edited_model_files_give_clear_errors_and_exit_2() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // The file as written by train is accepted by all three.
-    std::fs::write(&model_path, original.to_string()).unwrap();
+    // The file as written by train is accepted by all three (byte for byte: its checksum is recorded).
+    std::fs::write(&model_path, &original_bytes).unwrap();
     for command in ["eval", "predict", "sample"] {
         let out = emvae(dir.path(), &[command, "--run", "run"]);
         assert_eq!(out.code, 0, "{command}: {}", out.stderr);

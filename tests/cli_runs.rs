@@ -239,3 +239,73 @@ fn outputs_never_replace_a_runs_files() {
     );
     assert!(read(&d.join("run/predictions.jsonl")).lines().count() >= 6);
 }
+
+/// A model file edited or damaged after training (even to values that pass validation) is refused,
+/// naming the file; one the run wrote is read.
+#[test]
+fn edited_model_files_are_refused_by_checksum() {
+    let dir = tempdir();
+    let d = dir.path();
+    write(d, "data.csv", DATA);
+    write(d, "good.toml", &config("data.csv", ""));
+    assert_eq!(
+        emvae(d, &["train", "--config", "good.toml", "--out", "run"]).code,
+        0
+    );
+    assert_eq!(emvae(d, &["predict", "--run", "run"]).code, 0);
+    let model = read(&d.join("run/model.json"));
+    // A valid model, but not the one trained: one digit of a mean changed.
+    let at = model.find("\"means\"").expect("means") + 20;
+    let digit = model[at..]
+        .find(|c: char| c.is_ascii_digit() && c != '0')
+        .unwrap()
+        + at;
+    let mut edited = model.clone().into_bytes();
+    edited[digit] = if edited[digit] == b'9' {
+        b'8'
+    } else {
+        edited[digit] + 1
+    };
+    std::fs::write(d.join("run/model.json"), &edited).unwrap();
+    let out = emvae(d, &["predict", "--run", "run"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("model.json") && out.stderr.contains("differs from what the run wrote"),
+        "{}",
+        out.stderr
+    );
+
+    // A VAE's parameters with one byte flipped.
+    let mut csv = String::new();
+    for i in 0..64 {
+        let row: Vec<&str> = (0..6)
+            .map(|j| if (i + j) % 3 == 0 { "1" } else { "0" })
+            .collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    write(d, "x.csv", &csv);
+    write(
+        d,
+        "vae.toml",
+        "model = \"vae\"\nseed = 1\n[data]\npath = \"x.csv\"\n[vae.encoder]\nsizes = [6, 8, 2]\n\
+         [vae.decoder]\nsizes = [2, 8, 6]\n[vae.likelihood]\nkind = \"bernoulli\"\n\
+         [vae.train]\nepochs = 2\nbatch_size = 16\n[vae.eval]\nevery = 1\niw_samples = 2\nfinal_iw_samples = 4\n",
+    );
+    assert_eq!(
+        emvae(d, &["train", "--config", "vae.toml", "--out", "vrun"]).code,
+        0
+    );
+    assert_eq!(emvae(d, &["sample", "--run", "vrun", "-n", "2"]).code, 0);
+    let mut bytes = std::fs::read(d.join("vrun/model.bpk")).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    std::fs::write(d.join("vrun/model.bpk"), &bytes).unwrap();
+    let out = emvae(d, &["sample", "--run", "vrun", "-n", "2"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("model.bpk") && out.stderr.contains("differs from what the run wrote"),
+        "{}",
+        out.stderr
+    );
+}

@@ -269,14 +269,18 @@ fn load_model(run: &RunDir) -> CliResult<GaussianMixture> {
             path.display()
         ))
     })?;
-    GaussianMixture::try_from(json).map_err(|e| {
+    let model = GaussianMixture::try_from(json).map_err(|e| {
         CliError::user(format!(
             "{}: key `{}`: {}; {fix}",
             path.display(),
             e.key,
             e.message
         ))
-    })
+    })?;
+    // Valid values that are not what the run wrote (an edit) are refused too.
+    run.verify(MODEL_FILE, text.as_bytes())
+        .map_err(CliError::user)?;
+    Ok(model)
 }
 
 /// The data of `eval` / `predict`: the run's data, or `--data`. Labels are optional (new rows are

@@ -315,16 +315,19 @@ pub(crate) fn read_model_bytes(
     let name = if best { BEST_MODEL_FILE } else { MODEL_FILE };
     let path = run.path(name);
     let dir = run.root().display();
-    match std::fs::read(&path) {
+    use emvae_core::run::ReadError;
+    match run.read_verified(name) {
         Ok(bytes) => Ok((path, bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::user(if best {
-            format!("{dir} has no {BEST_MODEL_FILE}: the run had no held-out evaluation yet")
-        } else {
-            format!(
-                "{dir} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {dir} --resume)"
-            )
-        })),
-        Err(e) => Err(CliError::user(format!("{}: {e}", path.display()))),
+        Err(ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(CliError::user(if best {
+                format!("{dir} has no {BEST_MODEL_FILE}: the run had no held-out evaluation yet")
+            } else {
+                format!(
+                    "{dir} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {dir} --resume)"
+                )
+            }))
+        }
+        Err(e) => Err(CliError::user(e)),
     }
 }
 

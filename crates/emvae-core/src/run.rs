@@ -88,6 +88,8 @@ impl RunDir {
     pub const METRICS: &'static str = "metrics.jsonl";
     pub const SUMMARY: &'static str = "summary.json";
     pub const LOG: &'static str = "train.log";
+    /// Checksums of the model files (see [`RunDir::read_verified`]).
+    pub const CHECKSUMS: &'static str = "checksums.json";
 
     /// Creates `root` (and parents) if needed.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self, RunIoError> {
@@ -187,8 +189,7 @@ impl RunDir {
 
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), RunIoError> {
         write_atomic(&self.path(name), bytes)?;
-        self.written(name);
-        Ok(())
+        self.written(name, bytes)
     }
 
     pub fn write_json<T: Serialize + ?Sized>(
@@ -196,15 +197,57 @@ impl RunDir {
         name: &str,
         value: &T,
     ) -> Result<(), RunIoError> {
-        write_json_atomic(&self.path(name), value)?;
-        self.written(name);
-        Ok(())
+        let mut text = serde_json::to_string_pretty(value).map_err(|e| RunIoError {
+            path: self.path(name),
+            source: io::Error::other(e),
+        })?;
+        text.push('\n');
+        self.write(name, text.as_bytes())
     }
 
-    /// A durable file is on disk: the run it replaced may go.
-    fn written(&self, name: &str) {
+    /// The file `name` of the run, checked against the checksum recorded when the run wrote it (model
+    /// files: names beginning with `model`). A file without a recorded checksum (written by an earlier
+    /// emvae) is returned as it is.
+    pub fn read_verified(&self, name: &str) -> Result<Vec<u8>, ReadError> {
+        let path = self.path(name);
+        let bytes = fs::read(&path).map_err(|source| ReadError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.verify(name, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Checks `bytes`, read from the run's file `name`, against the recorded checksum (if any).
+    pub fn verify(&self, name: &str, bytes: &[u8]) -> Result<(), ReadError> {
+        match self.checksums().get(name) {
+            Some(expected) if *expected != format!("{:016x}", fnv64(bytes)) => {
+                Err(ReadError::Checksum {
+                    path: self.path(name),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `checksums.json`: FNV-1a 64 of each model file the run wrote.
+    fn checksums(&self) -> std::collections::BTreeMap<String, String> {
+        fs::read(self.path(Self::CHECKSUMS))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// A file is on disk: a model file's checksum is recorded, and once a durable file exists the run
+    /// this one replaced may go.
+    fn written(&self, name: &str, bytes: &[u8]) -> Result<(), RunIoError> {
         if !is_durable(name) {
-            return;
+            return Ok(());
+        }
+        if name.starts_with("model") {
+            let mut sums = self.checksums();
+            sums.insert(name.to_string(), format!("{:016x}", fnv64(bytes)));
+            write_json_atomic(&self.path(Self::CHECKSUMS), &sums)?;
         }
         let aside = self
             .previous
@@ -214,7 +257,34 @@ impl RunDir {
         if let Some(aside) = aside {
             let _ = fs::remove_dir_all(aside);
         }
+        Ok(())
     }
+}
+
+/// FNV-1a (64-bit): the checksum of model files (detects truncation and edits, not tampering).
+pub fn fnv64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Reading a run's file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path}: the file differs from what the run wrote (its checksum in checksums.json does not \
+         match): it was edited or damaged; restore it, or train the run again"
+    )]
+    Checksum { path: PathBuf },
 }
 
 /// A lock on a run directory held by a live process: the sibling file `.NAME.lock` holding the owner's

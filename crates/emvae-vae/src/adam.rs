@@ -55,14 +55,24 @@ impl Adam {
     }
 
     /// One update of the parameters of `model` that have a gradient in `grads`, at step size `lr`.
-    pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
+    /// Also returns where a gradient held a NaN or an infinity (the module path of the first such
+    /// parameter): the update is then garbage and training must stop.
+    pub fn step<M: Module>(
+        &mut self,
+        lr: f64,
+        model: M,
+        grads: GradientsParams,
+    ) -> (M, Option<String>) {
         let mut mapper = Update {
             adam: self,
             grads,
             lr,
             index: 0,
+            path: Vec::new(),
+            non_finite: None,
         };
-        model.map(&mut mapper)
+        let model = model.map(&mut mapper);
+        (model, mapper.non_finite)
     }
 
     /// The state as bytes: tag, parameter count, then per parameter a presence byte and, if present,
@@ -186,12 +196,26 @@ struct Update<'a> {
     grads: GradientsParams,
     lr: f64,
     index: usize,
+    /// The module path being visited.
+    path: Vec<String>,
+    /// The first parameter whose gradient was not finite.
+    non_finite: Option<String>,
 }
 
 impl ModuleMapper for Update<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let index = self.index;
         self.index += 1;
+        let here = format!("{} (parameter {index})", self.path.join("."));
+        let non_finite = &mut self.non_finite;
         let Some(grad) = self.grads.remove::<D>(param.id) else {
             return param;
         };
@@ -225,7 +249,9 @@ impl ModuleMapper for Update<'_> {
                 epsilon: adam.epsilon as f32 * bias_2,
                 weight_decay: adam.weight_decay as f32,
             };
-            update(&mut theta, &g, &mut moments.m, &mut moments.v, &coeffs);
+            if !update(&mut theta, &g, &mut moments.m, &mut moments.v, &coeffs) {
+                non_finite.get_or_insert(here);
+            }
             let data = TensorData::new(theta, shape).convert_dtype(dtype);
             let next = Tensor::<D>::from_data(data, &device);
             if tracked { next.require_grad() } else { next }
@@ -251,7 +277,8 @@ struct Coeffs {
 }
 
 /// The fused update over whole slices, cut into contiguous pieces run on the machine's cores.
-fn update(theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &Coeffs) {
+/// Returns whether every gradient was finite.
+fn update(theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &Coeffs) -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(theta.len() / MIN_PER_THREAD).max(1);
     if threads == 1 {
@@ -264,23 +291,29 @@ fn update(theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &Coeffs
             .zip(g.chunks(piece))
             .zip(m.chunks_mut(piece).zip(v.chunks_mut(piece)));
         let first = pieces.next();
-        for ((theta, g), (m, v)) in pieces {
-            scope.spawn(move || update_serial(theta, g, m, v, c));
+        let handles: Vec<_> = pieces
+            .map(|((theta, g), (m, v))| scope.spawn(move || update_serial(theta, g, m, v, c)))
+            .collect();
+        let mut finite = first.is_none_or(|((theta, g), (m, v))| update_serial(theta, g, m, v, c));
+        for handle in handles {
+            finite &= handle.join().unwrap_or(false);
         }
-        if let Some(((theta, g), (m, v))) = first {
-            update_serial(theta, g, m, v, c);
-        }
-    });
+        finite
+    })
 }
 
-fn update_serial(theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &Coeffs) {
+fn update_serial(theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &Coeffs) -> bool {
     let (b1, b2) = (c.beta_1, c.beta_2);
+    let mut worst = 0.0f32;
     for (((p, &g), m), v) in theta.iter_mut().zip(g).zip(m).zip(v) {
+        // |g| - |g| is 0 for finite g and NaN otherwise; the sum carries a NaN to the end.
+        worst += g - g;
         let g = g + c.weight_decay * *p;
         *m = b1 * *m + (1.0 - b1) * g;
         *v = b2 * *v + (1.0 - b2) * g * g;
         *p -= c.step * *m / (v.sqrt() + c.epsilon);
     }
+    worst == 0.0
 }
 
 #[cfg(test)]
@@ -354,7 +387,7 @@ mod tests {
             let g = GradientsParams::from_grads(loss(&theirs_net, &device).backward(), &theirs_net);
             theirs_net = reference.step(1e-2, theirs_net, g);
             let g = GradientsParams::from_grads(loss(&our_net, &device).backward(), &our_net);
-            our_net = ours.step(1e-2, our_net, g);
+            our_net = ours.step(1e-2, our_net, g).0;
             for (a, b) in params(&theirs_net).iter().zip(params(&our_net)) {
                 assert!(
                     (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
@@ -367,10 +400,39 @@ mod tests {
         let mut resumed = restored;
         let copy = our_net.clone();
         let g = GradientsParams::from_grads(loss(&our_net, &device).backward(), &our_net);
-        let next = ours.step(1e-2, our_net, g);
+        let next = ours.step(1e-2, our_net, g).0;
         let g = GradientsParams::from_grads(loss(&copy, &device).backward(), &copy);
-        let next_resumed = resumed.step(1e-2, copy, g);
+        let next_resumed = resumed.step(1e-2, copy, g).0;
         assert_eq!(params(&next), params(&next_resumed));
+    }
+
+    /// A NaN in any gradient is reported with the parameter's module path (large parameters are
+    /// updated on several threads; the NaN sits in the second piece).
+    #[test]
+    fn a_non_finite_gradient_is_named() {
+        let device = Device::flex().autodiff();
+        let config = TrainConfig::default();
+        let mut adam = Adam::new(&config);
+        let n = Net {
+            a: LinearConfig::new(300, 1000).init(&device),
+            b: LinearConfig::new(1000, 3).init(&device),
+        };
+        let g = GradientsParams::from_grads(loss(&n, &device).backward(), &n);
+        let (n, bad) = adam.step(1e-3, n, g);
+        assert_eq!(bad, None, "finite gradients");
+        let mut g = GradientsParams::from_grads(loss(&n, &device).backward(), &n);
+        let id = n.a.weight.id;
+        let grad: Tensor<2> = g.remove(id).expect("a gradient");
+        let mut values = grad.into_data().try_into_vec::<f32>().unwrap();
+        let last = values.len() - 1;
+        values[last] = f32::NAN;
+        g.register(
+            id,
+            Tensor::<2>::from_data(TensorData::new(values, [300, 1000]), &device.clone().inner()),
+        );
+        let (_, bad) = adam.step(1e-3, n, g);
+        let bad = bad.expect("the NaN is found");
+        assert!(bad.starts_with("a") && bad.contains("parameter"), "{bad}");
     }
 
     #[test]
@@ -380,7 +442,7 @@ mod tests {
         let mut adam = Adam::new(&config);
         let n = net(&device);
         let g = GradientsParams::from_grads(loss(&n, &device).backward(), &n);
-        let n = adam.step(1e-3, n, g);
+        let n = adam.step(1e-3, n, g).0;
         let bytes = adam.to_bytes();
         let truncated = Adam::from_bytes(&config, &bytes[..bytes.len() - 3], &n);
         assert!(truncated.unwrap_err().contains("truncated"));

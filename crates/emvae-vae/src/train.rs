@@ -507,7 +507,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         )
     }
 
-    fn apply(&mut self, grads: GradientsParams, lr: f64) {
+    fn apply(&mut self, grads: GradientsParams, lr: f64) -> Result<(), VaeError> {
         let mut grads = grads;
         if self.config.train().grad_clip > 0.0 {
             clip_global_norm(&mut grads, &self.model, self.config.train().grad_clip);
@@ -515,7 +515,23 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         // The model is moved into the update, not cloned: parameters held once are updated in place
         // of their buffers, where a clone would make every one of them a copy.
         let optim = &mut self.optim;
-        replace_with(&mut self.model, |model| optim.step(lr, model, grads));
+        let mut non_finite = None;
+        replace_with(&mut self.model, |model| {
+            let (model, bad) = optim.step(lr, model, grads);
+            non_finite = bad;
+            model
+        });
+        match non_finite {
+            // The parameters are now garbage: stop before anything (a checkpoint) is written from them.
+            Some(parameter) => Err(VaeError::Diverged(format!(
+                "training diverged at step {} (epoch {}): the gradient of {parameter} is NaN or \
+                 infinite; lower train.lr or set train.grad_clip, then continue from the last \
+                 checkpoint with --resume",
+                self.state.step + 1,
+                self.state.epoch + 1
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Runs until the configured epochs or steps are done, or `stop_after` more steps have run.
@@ -767,7 +783,10 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 }
                 // After the aggressive inner loop, one decoder step with the (fixed) encoder's posterior.
                 let (metrics, grads) = self.sharded_gradients(rows, &spec, aggressive);
-                self.apply(grads, lr);
+                // A non-finite loss is reported by the loop with the term that went first.
+                if metrics.0.is_finite() {
+                    self.apply(grads, lr)?;
+                }
                 Ok(metrics)
             }
             Strategy::NonAmortized => {
@@ -790,7 +809,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 let gm = mean.grad(&grads).map(tensor_to_vec).unwrap_or_default();
                 let gl = log_var.grad(&grads).map(tensor_to_vec).unwrap_or_default();
                 let model_grads = GradientsParams::from_grads(grads, &self.model);
-                self.apply(model_grads, lr);
+                self.apply(model_grads, lr)?;
                 let post_lr = self.config.estep().posterior_lr;
                 if let Some(local) = self.local.as_mut()
                     && !gm.is_empty()
@@ -820,8 +839,8 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 let eps = self.noise(spec.samples * b, b"noise-encoder", step);
                 let enc_terms = batch_terms(&self.model, &q0, &x, eps, &spec);
                 let encoder_grads = self.model.guide_gradients(enc_terms.loss.backward());
-                self.apply(decoder_grads, lr);
-                self.apply(encoder_grads, lr);
+                self.apply(decoder_grads, lr)?;
+                self.apply(encoder_grads, lr)?;
                 Ok(metrics)
             }
             Strategy::MonteCarloEm => {
@@ -887,7 +906,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             let terms = batch_terms(&self.model, &q, &x, eps, spec);
             window += mean_of(&terms.loss);
             let grads = self.model.guide_gradients(terms.loss.backward());
-            self.apply(grads, lr);
+            self.apply(grads, lr)?;
             if (i + 1) % e.inner_window == 0 {
                 if window >= previous {
                     break;
@@ -959,8 +978,8 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         let terms = batch_terms(&self.model, &q, &x, eps, &elbo);
         metrics.3 = mean_of(&terms.kl);
         let encoder_grads = self.model.guide_gradients(terms.loss.backward());
-        self.apply(model_grads, lr);
-        self.apply(encoder_grads, lr);
+        self.apply(model_grads, lr)?;
+        self.apply(encoder_grads, lr)?;
         Ok(metrics)
     }
 }
