@@ -321,6 +321,28 @@ pub enum BenchWhich {
     Vae(BenchVaeArgs),
     /// Training throughput (tokens per second) of the sentence VAE (PTB-shaped by default).
     Text(BenchTextArgs),
+    /// Random and mutated inputs fed to every loader of user-controlled bytes (config, CSV, NPY, IDX,
+    /// GMM model and checkpoint, VAE checkpoint, vocabulary): counts panics, errors and the slowest
+    /// case; exit code 1 on a panic or a hang, the input written to fuzz-failure-TARGET.bin.
+    #[command(
+        after_help = "Examples:\n  emvae bench fuzz                       # 100,000 cases per target\n  \
+                      emvae bench fuzz --cases 3000 --target csv --target npy --seed 7"
+    )]
+    Fuzz(BenchFuzzArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFuzzArgs {
+    /// Inputs per target.
+    #[arg(long, default_value_t = 100_000)]
+    pub cases: usize,
+    /// Seed of the input generator (the same seed gives the same inputs).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Targets to fuzz (repeat the flag; default: all): config, csv, npy, idx, gmm-model,
+    /// gmm-checkpoint, vae-checkpoint, vocab.
+    #[arg(long = "target")]
+    pub target: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod backend;
 mod bench;
 mod denormals;
 mod error;
+mod fuzz;
 mod generate;
 mod gmm;
 mod logging;
@@ -131,6 +132,7 @@ fn run(command: Command) -> CliResult<()> {
                 denormals::flush_to_zero();
                 bench::text(&a)
             }
+            Some(BenchWhich::Fuzz(a)) => fuzz::run(&a),
         },
     }
 }

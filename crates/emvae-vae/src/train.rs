@@ -179,6 +179,16 @@ impl LocalPosteriors {
         }
     }
 
+    /// Whether these posteriors are those of `n` rows in `latent` dimensions (a checkpoint's may not be).
+    fn fits(&self, n: usize, latent: usize) -> bool {
+        let values = n.checked_mul(latent);
+        let moments = values.and_then(|v| v.checked_mul(2));
+        self.latent == latent
+            && values.is_some_and(|v| self.mean.len() == v && self.log_var.len() == v)
+            && moments.is_some_and(|v| self.m.len() == v && self.v.len() == v)
+            && self.t.len() == n
+    }
+
     fn gather(&self, rows: &[usize], device: &Device) -> Posterior {
         let l = self.latent;
         let pick = |v: &[f32]| -> Vec<f32> {
@@ -428,6 +438,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 meta.data_rows, meta.data_dim, meta.seed
             )));
         }
+        check_state(&trainer, &meta.state, meta.local.as_ref())?;
         trainer.model = load_model(trainer.model, parts[1])?;
         trainer.optim = Adam::from_bytes(trainer.config.train(), parts[2], &trainer.model)
             .map_err(|e| VaeError::Checkpoint(format!("optimiser state: {e}")))?;
@@ -984,6 +995,41 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
     }
 }
 
+/// Checks that the loop can continue from a checkpoint's `state` and `local` posteriors: a minibatch
+/// within the epoch, and local posteriors of every training row exactly when the run is non-amortized.
+fn check_state<M: AmortizedModel>(
+    trainer: &AmortizedTrainer<M>,
+    state: &TrainState,
+    local: Option<&LocalPosteriors>,
+) -> Result<(), VaeError> {
+    let bad = |m: String| {
+        Err(VaeError::Checkpoint(format!(
+            "damaged checkpoint state: {m}"
+        )))
+    };
+    let per_epoch = trainer.steps_per_epoch();
+    if state.batch_in_epoch >= per_epoch {
+        return bad(format!(
+            "it is at minibatch {} of an epoch of {per_epoch}",
+            state.batch_in_epoch
+        ));
+    }
+    let (rows, latent) = (trainer.train.len(), trainer.config.latent_dim());
+    match (
+        trainer.config.estep().strategy == Strategy::NonAmortized,
+        local,
+    ) {
+        (true, None) => bad("a non-amortized run's checkpoint without its local posteriors".into()),
+        (false, Some(_)) => bad("local posteriors in the checkpoint of an amortized run".into()),
+        (true, Some(l)) if !l.fits(rows, latent) => bad(format!(
+            "local posteriors of {} rows in {} dimensions do not fit {rows} rows in {latent}",
+            l.t.len(),
+            l.latent
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// FNV-1a (64-bit) of `bytes`, eight at a time: the checksum that ends a checkpoint.
 fn checksum(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -1066,4 +1112,100 @@ pub fn parameter_values<M: Module>(module: &M) -> Vec<Vec<f64>> {
     let mut values = ParamValues(Vec::new());
     module.visit(&mut values);
     values.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VaeConfig;
+    use crate::data::{Binarization, VaeData};
+    use emvae_core::data::Matrix;
+    use serde_json::Value;
+
+    fn trainer(strategy: &str) -> Trainer {
+        let text = format!(
+            "[encoder]\nsizes = [4, 8, 2]\n[decoder]\nsizes = [2, 8, 4]\n[likelihood]\nkind = \"bernoulli\"\n\
+             [train]\nbatch_size = 4\nepochs = 3\n[estep]\nstrategy = \"{strategy}\"\n"
+        );
+        let config: VaeConfig = toml::from_str(&text).unwrap();
+        let values = (0..48).map(|i| f64::from(i % 3 == 0)).collect();
+        let data = VaeData::new(&Matrix::new(12, 4, values), Binarization::None);
+        Trainer::new(config, 0, Device::flex().autodiff(), data, None).unwrap()
+    }
+
+    /// The checkpoint of `t` with its state edited by `edit`, under a checksum that matches.
+    fn edited(t: &Trainer, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+        let bytes = t.checkpoint_bytes().unwrap();
+        let parts = split_checkpoint(&bytes).unwrap();
+        let mut meta: Value = serde_json::from_slice(parts[0]).unwrap();
+        edit(&mut meta);
+        let meta = serde_json::to_vec(&meta).unwrap();
+        let mut out = MAGIC.to_vec();
+        for part in [&meta[..], parts[1], parts[2]] {
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        let sum = checksum(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    fn resume(t: &Trainer, bytes: &[u8]) -> Result<Trainer, VaeError> {
+        Trainer::resume(
+            t.config.clone(),
+            t.seed,
+            t.device.clone(),
+            t.train.clone(),
+            None,
+            bytes,
+        )
+    }
+
+    fn refused(t: &Trainer, bytes: &[u8], needle: &str) {
+        match resume(t, bytes) {
+            Err(VaeError::Checkpoint(m)) => assert!(m.contains(needle), "{m} lacks {needle}"),
+            Err(e) => panic!("{needle}: another error: {e}"),
+            Ok(_) => panic!("{needle}: resumed"),
+        }
+    }
+
+    /// `emvae bench fuzz` found checkpoints that resumed and then panicked at the first step: a
+    /// minibatch past the epoch's last, a non-amortized run without its local posteriors or with too
+    /// few of them.
+    #[test]
+    fn a_state_the_loop_cannot_continue_from_is_refused() {
+        let mut t = trainer("non_amortized");
+        t.run(&mut (), Some(2)).unwrap();
+        let mut resumed = resume(&t, &edited(&t, |_| {})).unwrap();
+        resumed.run(&mut (), Some(1)).unwrap();
+        refused(
+            &t,
+            &edited(&t, |m| m["state"]["batch_in_epoch"] = 3.into()),
+            "minibatch 3 of an epoch of 3",
+        );
+        refused(
+            &t,
+            &edited(&t, |m| m["local"] = Value::Null),
+            "without its local posteriors",
+        );
+        refused(
+            &t,
+            &edited(&t, |m| {
+                m["local"]["t"].as_array_mut().unwrap().pop();
+            }),
+            "local posteriors of 11 rows",
+        );
+        refused(
+            &t,
+            &edited(&t, |m| m["local"]["latent"] = 3.into()),
+            "in 3 dimensions",
+        );
+        let amortized = trainer("amortized");
+        let local = serde_json::to_value(&t.local).unwrap();
+        refused(
+            &amortized,
+            &edited(&amortized, |m| m["local"] = local),
+            "local posteriors in the checkpoint of an amortized run",
+        );
+    }
 }

@@ -56,10 +56,24 @@ pub fn read_idx(path: &Path, bytes: &[u8]) -> Result<Matrix, DataError> {
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
+    if dims.contains(&0) {
+        return Err(err(format!(
+            "the IDX file holds no values: dimensions {dims:?}"
+        )));
+    }
     let n_rows = dims[0];
-    let n_cols: usize = dims[1..].iter().product();
-    let needed = n_rows * n_cols * size;
     let data = &bytes[dims_end..];
+    // Sizes beyond the address space overflow; they are more than any file holds.
+    let n_cols = dims[1..].iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let needed = n_cols
+        .and_then(|c| c.checked_mul(n_rows))
+        .and_then(|c| c.checked_mul(size));
+    let (Some(n_cols), Some(needed)) = (n_cols, needed) else {
+        return Err(err(format!(
+            "truncated IDX file: dimensions {dims:?} need more bytes than any file holds, the file holds {}",
+            data.len()
+        )));
+    };
     if data.len() < needed {
         return Err(err(format!(
             "truncated IDX file: dimensions {dims:?} need {needed} bytes of data, the file holds {}",
@@ -81,7 +95,7 @@ pub fn read_idx(path: &Path, bytes: &[u8]) -> Result<Matrix, DataError> {
     if values.iter().any(|v| !v.is_finite()) {
         return Err(err("IDX file holds NaN or infinite values".into()));
     }
-    Ok(Matrix::new(n_rows, n_cols.max(1), values))
+    Ok(Matrix::new(n_rows, n_cols, values))
 }
 
 #[cfg(test)]
@@ -119,5 +133,25 @@ pub(crate) mod tests {
         assert!(e.message.contains("wrong magic number 0x08000802"), "{e}");
         let e = read_idx(Path::new("i"), &idx_u8(&[2, 2], &[0, 1, 2])).unwrap_err();
         assert!(e.message.contains("truncated"), "{e}");
+    }
+
+    /// Fuzzing found these: a zero dimension gave a matrix of no values but some rows (a panic), and
+    /// dimensions whose product overflows wrapped around to a small size, accepted as a matrix whose
+    /// shape does not match its values.
+    #[test]
+    fn zero_and_huge_dimensions_are_errors() {
+        for dims in [&[5u32, 0][..], &[0], &[0, 3], &[2, 3, 0]] {
+            let e = read_idx(Path::new("i"), &idx_u8(dims, &[1, 2, 3])).unwrap_err();
+            assert!(e.message.contains("holds no values"), "{dims:?}: {e}");
+        }
+        // 65536^4 = 2^64 wrapped to 0 bytes; u32::MAX^4 to a few.
+        for dims in [
+            &[65536u32, 65536, 65536, 65536][..],
+            &[u32::MAX; 4],
+            &[u32::MAX, 2],
+        ] {
+            let e = read_idx(Path::new("i"), &idx_u8(dims, &[1, 2, 3])).unwrap_err();
+            assert!(e.message.contains("truncated"), "{dims:?}: {e}");
+        }
     }
 }

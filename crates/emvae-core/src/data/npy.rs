@@ -48,19 +48,30 @@ pub fn read_npy(path: &Path, bytes: &[u8]) -> Result<Matrix, DataError> {
                 .map_err(|_| err(format!("bad shape {shape_text} in .npy header")))
         })
         .collect::<Result<_, _>>()?;
-    let (n_rows, n_cols) = match shape.as_slice() {
-        [] => (1, 1),
-        [n] => (*n, 1),
-        [n, rest @ ..] => (*n, rest.iter().product()),
-    };
     let elem = Elem::parse(descr).ok_or_else(|| {
         err(format!(
             "unsupported .npy dtype '{descr}': expected a numeric type (f4, f8, i1..i8, u1..u8, b1)"
         ))
     })?;
+    if shape.contains(&0) {
+        return Err(err(format!("the array holds no values: shape {shape:?}")));
+    }
     let data = &bytes[header_start + header_len..];
-    let count = n_rows * n_cols;
-    let needed = count * elem.size;
+    // Sizes beyond the address space overflow; they are more than any file holds.
+    let n_rows = shape.first().copied().unwrap_or(1);
+    let n_cols = shape
+        .iter()
+        .skip(1)
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let count = n_cols.and_then(|c| c.checked_mul(n_rows));
+    let needed = count.and_then(|c| c.checked_mul(elem.size));
+    let (Some(n_cols), Some(count), Some(needed)) = (n_cols, count, needed) else {
+        return Err(err(format!(
+            "truncated .npy data: shape {shape:?} of '{descr}' needs more bytes than any file holds, the \
+             file holds {}",
+            data.len()
+        )));
+    };
     if data.len() < needed {
         return Err(err(format!(
             "truncated .npy data: shape {shape:?} of '{descr}' needs {needed} bytes, the file holds {}",
@@ -121,14 +132,14 @@ struct Elem {
 
 impl Elem {
     fn parse(descr: &str) -> Option<Self> {
-        let (order, rest) = descr.split_at(1.min(descr.len()));
-        let (big_endian, rest) = match order {
-            "<" | "|" | "=" => (false, rest),
-            ">" => (true, rest),
-            _ => (false, descr),
+        // By bytes: the header is arbitrary text, and its first character need not be one byte long.
+        let (big_endian, rest) = match descr.as_bytes().first() {
+            Some(b'<' | b'|' | b'=') => (false, &descr.as_bytes()[1..]),
+            Some(b'>') => (true, &descr.as_bytes()[1..]),
+            _ => (false, descr.as_bytes()),
         };
-        let kind = *rest.as_bytes().first()?;
-        let size: usize = rest[1..].parse().ok()?;
+        let (&kind, size) = rest.split_first()?;
+        let size: usize = std::str::from_utf8(size).ok()?.parse().ok()?;
         let ok = matches!(
             (kind, size),
             (b'f', 4 | 8) | (b'i' | b'u', 1 | 2 | 4 | 8) | (b'b', 1)
@@ -218,5 +229,33 @@ pub(crate) mod tests {
         assert!(e.message.contains("truncated"), "{e}");
         let e = read_npy(Path::new("a.npy"), &npy_bytes("<U8", "(1,)", false, &vals)).unwrap_err();
         assert!(e.message.contains("unsupported"), "{e}");
+    }
+
+    /// Fuzzing found these: a dtype starting with a character of two bytes panicked (the string was
+    /// split inside it); a shape whose size overflows wrapped around to a small one and was accepted as
+    /// an inconsistent matrix; an empty array was accepted as a matrix of no values.
+    #[test]
+    fn odd_dtypes_huge_and_empty_shapes_are_errors() {
+        let vals = vec![7u8; 16];
+        for descr in ["é8", "<é", ">é4", "\u{e9}", "<", ""] {
+            let e =
+                read_npy(Path::new("a.npy"), &npy_bytes(descr, "(2,)", false, &vals)).unwrap_err();
+            assert!(e.message.contains("unsupported .npy dtype"), "{descr}: {e}");
+        }
+        // 2^62 rows of 4 eight-byte values: 2^67 bytes, which wrapped to 0.
+        for shape in [
+            "(4611686018427387904, 4)",
+            "(18446744073709551615, 2)",
+            "(65536, 65536, 65536, 65536)",
+        ] {
+            let e =
+                read_npy(Path::new("a.npy"), &npy_bytes("<f8", shape, false, &vals)).unwrap_err();
+            assert!(e.message.contains("truncated"), "{shape}: {e}");
+        }
+        for shape in ["(0,)", "(3, 0)", "(0, 2)", "(2, 0, 2)"] {
+            let e =
+                read_npy(Path::new("a.npy"), &npy_bytes("|u1", shape, false, &vals)).unwrap_err();
+            assert!(e.message.contains("holds no values"), "{shape}: {e}");
+        }
     }
 }

@@ -227,6 +227,7 @@ impl GmmValidParams {
                         "it was written with other hyper-parameters, seed or precision".into(),
                     ));
                 }
+                self.check_checkpoint_shape(&c, ws.d)?;
                 c
             }
             None => GmmCheckpoint {
@@ -328,6 +329,36 @@ impl GmmValidParams {
             lower_bounds: best.lower_bounds,
             best_restart: best.restart,
         })
+    }
+
+    /// Checks what the fingerprints do not cover: that the checkpoint's parameters (and its best
+    /// restart's) are a mixture of this fit's components, covariance type and `d` features, and that
+    /// its restart is one of `n_init`.
+    fn check_checkpoint_shape(&self, c: &GmmCheckpoint, d: usize) -> Result<(), EmError> {
+        let p = self.params();
+        if c.restart >= p.n_init {
+            return Err(EmError::Checkpoint(format!(
+                "it is at initialisation {} of n_init = {}",
+                c.restart, p.n_init
+            )));
+        }
+        let expected = (p.n_components, p.covariance_type, d);
+        let best = c.best.as_ref().map(|b| ("best.parameters", &b.parameters));
+        for (key, params) in std::iter::once(("parameters", &c.parameters)).chain(best) {
+            let found = (
+                params.n_components,
+                params.covariance_type,
+                params.n_features,
+            );
+            if found != expected {
+                return Err(EmError::Checkpoint(format!(
+                    "its {key} are a {}-component {} mixture of {} features; this fit is a {}-component {} \
+                     mixture of {} features",
+                    found.0, found.1, found.2, expected.0, expected.1, expected.2
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The M-step from responsibilities.
@@ -434,5 +465,91 @@ impl GmmValidParams {
             covariances,
             precisions_cholesky,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gmm::{CovarianceType, GmmParams};
+    use burn::tensor::Device;
+    use emvae_core::data::synthetic::SyntheticMixture;
+
+    /// Every checkpoint of a 2-iteration, 2-restart fit of `k` components.
+    fn checkpoints(k: usize, cov: CovarianceType) -> (GmmValidParams, Dataset, Vec<GmmCheckpoint>) {
+        struct Keep(Vec<GmmCheckpoint>);
+        impl EmObserver for Keep {
+            fn on_iteration(
+                &mut self,
+                _: &IterationRecord,
+                c: &GmmCheckpoint,
+            ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                self.0.push(c.clone());
+                Ok(())
+            }
+        }
+        let data = SyntheticMixture {
+            n_samples: 30,
+            n_features: 2,
+            n_components: 2,
+            separation: 4.0,
+            label_fraction: 0.0,
+            seed: 1,
+        }
+        .generate()
+        .data;
+        let valid = GmmParams::new(k)
+            .covariance_type(cov)
+            .tol(0.0)
+            .max_iter(2)
+            .n_init(2)
+            .check()
+            .unwrap();
+        let mut keep = Keep(Vec::new());
+        valid.fit_with(&data, &compute(), &mut keep, None).unwrap();
+        (valid, data, keep.0)
+    }
+
+    fn compute() -> Compute {
+        Compute::new(Device::flex(), Precision::F64)
+    }
+
+    /// `emvae bench fuzz` found a checkpoint whose parameters (valid on their own) were those of another
+    /// number of components: it resumed, and the E-step indexed past its arrays.
+    #[test]
+    fn a_checkpoint_of_another_mixture_is_refused() {
+        let (valid, data, two) = checkpoints(2, CovarianceType::Spherical);
+        let (_, _, three) = checkpoints(3, CovarianceType::Spherical);
+        let (_, _, full) = checkpoints(2, CovarianceType::Full);
+        // The checkpoints as written resume.
+        for c in &two {
+            valid
+                .fit_with(&data, &compute(), &mut (), Some(c.clone()))
+                .unwrap();
+        }
+        let cases = [
+            (three[1].parameters.clone(), None, "3-component spherical"),
+            (full[1].parameters.clone(), None, "2-component full"),
+            (
+                two[1].parameters.clone(),
+                three[3].best.clone(),
+                "best.parameters are a 3-component",
+            ),
+        ];
+        for (parameters, best, needle) in cases {
+            let mut c = two[3].clone();
+            c.parameters = parameters;
+            c.best = best.or(c.best);
+            match valid.fit_with(&data, &compute(), &mut (), Some(c)) {
+                Err(EmError::Checkpoint(m)) => assert!(m.contains(needle), "{m} lacks {needle}"),
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+        let mut c = two[1].clone();
+        c.restart = usize::MAX;
+        match valid.fit_with(&data, &compute(), &mut (), Some(c)) {
+            Err(EmError::Checkpoint(m)) => assert!(m.contains("n_init = 2"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
