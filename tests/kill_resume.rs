@@ -1,5 +1,5 @@
 //! Kill tests: a Gaussian-mixture run and a VAE run killed with SIGKILL at 20 moments each (each attempt
-//! runs for a random 1-5% of the run's duration, so some kills land inside checkpoint writes), each time resumed with
+//! runs for a random 1-4% of the run's duration, so some kills land inside checkpoint writes), each time resumed with
 //! `--resume`; the final model is bit-identical to an uninterrupted run's, and every kill leaves a run
 //! directory that the next command reads (the resume never fails).
 
@@ -74,9 +74,9 @@ fn killed_and_clean(
     let mut landed = 0;
     let mut started = false;
     for _ in 0..KILLS {
-        // Each attempt runs for 1% to 5% of an uninterrupted run (start-up included), so that all the
+        // Each attempt runs for 1% to 4% of an uninterrupted run (start-up included), so that all the
         // kills land before the run is done.
-        let after = duration.mul_f64(0.01 + 0.04 * moments.next_fraction());
+        let after = duration.mul_f64(0.01 + 0.03 * moments.next_fraction());
         let args: Vec<&str> = if started {
             vec!["train", "--config", config, "--out", "killed", "--resume"]
         } else {
