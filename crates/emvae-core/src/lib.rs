@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod data;
+pub mod hash;
 pub mod linalg;
 pub mod rng;
 pub mod run;

@@ -44,14 +44,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunIoError> {
     result.map_err(io_err(path))
 }
 
-/// Serialises `value` as pretty JSON and writes it atomically.
-pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), RunIoError> {
+/// `value` as pretty JSON ending in a newline (what `path` will hold, named in the error).
+fn json_text<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<String, RunIoError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| RunIoError {
         path: path.to_path_buf(),
         source: io::Error::other(e),
     })?;
     text.push('\n');
-    write_atomic(path, text.as_bytes())
+    Ok(text)
+}
+
+/// Serialises `value` as pretty JSON and writes it atomically.
+pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), RunIoError> {
+    write_atomic(path, json_text(path, value)?.as_bytes())
 }
 
 /// A run directory: `config.toml` (the resolved config), `metrics.jsonl`, the fitted model,
@@ -197,12 +202,7 @@ impl RunDir {
         name: &str,
         value: &T,
     ) -> Result<(), RunIoError> {
-        let mut text = serde_json::to_string_pretty(value).map_err(|e| RunIoError {
-            path: self.path(name),
-            source: io::Error::other(e),
-        })?;
-        text.push('\n');
-        self.write(name, text.as_bytes())
+        self.write(name, json_text(&self.path(name), value)?.as_bytes())
     }
 
     /// The file `name` of the run, checked against the checksum recorded when the run wrote it (model
@@ -221,7 +221,7 @@ impl RunDir {
     /// Checks `bytes`, read from the run's file `name`, against the recorded checksum (if any).
     pub fn verify(&self, name: &str, bytes: &[u8]) -> Result<(), ReadError> {
         match self.checksums().get(name) {
-            Some(expected) if *expected != format!("{:016x}", fnv64(bytes)) => {
+            Some(expected) if *expected != format!("{:016x}", crate::hash::fnv1a64(bytes)) => {
                 Err(ReadError::Checksum {
                     path: self.path(name),
                 })
@@ -246,7 +246,10 @@ impl RunDir {
         }
         if name.starts_with("model") {
             let mut sums = self.checksums();
-            sums.insert(name.to_string(), format!("{:016x}", fnv64(bytes)));
+            sums.insert(
+                name.to_string(),
+                format!("{:016x}", crate::hash::fnv1a64(bytes)),
+            );
             write_json_atomic(&self.path(Self::CHECKSUMS), &sums)?;
         }
         let aside = self
@@ -259,16 +262,6 @@ impl RunDir {
         }
         Ok(())
     }
-}
-
-/// FNV-1a (64-bit): the checksum of model files (detects truncation and edits, not tampering).
-pub fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// Reading a run's file failed.

@@ -220,17 +220,15 @@ fn validate(file: &VocabFile) -> Result<(), TextError> {
     Ok(())
 }
 
-/// FNV-1a 64 over the tokens, each followed by 0xFF (a byte UTF-8 never contains, so boundaries count).
-fn checksum(tokens: &[String]) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
+/// FNV-1a 64 over the tokens, each followed by 0xFF (a byte UTF-8 never contains, so boundaries count):
+/// the `checksum` field of `vocab.json`.
+pub fn checksum(tokens: &[String]) -> String {
+    let mut h = emvae_core::hash::Fnv64::default();
     for t in tokens {
-        for &b in t.as_bytes().iter().chain(&[0xFF]) {
-            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
-        }
+        h.write(t.as_bytes());
+        h.write(&[0xFF]);
     }
-    format!("fnv1a64:{h:016x}")
+    format!("fnv1a64:{:016x}", h.finish())
 }
 
 #[cfg(test)]

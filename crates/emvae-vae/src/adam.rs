@@ -178,7 +178,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Number of values of each float parameter, in visiting order.
-fn parameter_sizes<M: Module>(model: &M) -> Vec<usize> {
+pub(crate) fn parameter_sizes<M: Module>(model: &M) -> Vec<usize> {
     struct Sizes(Vec<usize>);
     impl ModuleVisitor for Sizes {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {

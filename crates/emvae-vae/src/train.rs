@@ -12,6 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use emvae_core::hash::fnv1a64;
 use emvae_core::rng::{derive_seed, rng_for};
 use emvae_core::tensor::tensor_to_vec;
 use rand::Rng as _;
@@ -245,13 +246,7 @@ struct CheckpointMeta {
 
 /// A fingerprint of the model's architecture (what its parameters' shapes depend on).
 pub fn model_fingerprint<C: ModelConfig>(config: &C) -> String {
-    let text = config.architecture();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", fnv1a64(config.architecture().as_bytes()))
 }
 
 /// Squared norms of the gradients of the visited parameters.
@@ -334,15 +329,7 @@ pub struct AmortizedTrainer<M: AmortizedModel> {
 
 /// Number of values in a module's float parameters.
 pub fn parameter_count<M: Module>(module: &M) -> usize {
-    struct Count(usize);
-    impl ModuleVisitor for Count {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0 += param.shape().num_elements();
-        }
-    }
-    let mut count = Count(0);
-    module.visit(&mut count);
-    count.0
+    crate::adam::parameter_sizes(module).iter().sum()
 }
 
 impl<M: AmortizedModel> AmortizedTrainer<M> {
@@ -467,7 +454,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
             out.extend_from_slice(part);
         }
-        let sum = checksum(&out);
+        let sum = fnv1a64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         Ok(out)
     }
@@ -1030,21 +1017,6 @@ fn check_state<M: AmortizedModel>(
     }
 }
 
-/// FNV-1a (64-bit) of `bytes`, eight at a time: the checksum that ends a checkpoint.
-fn checksum(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        h ^= u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    for &b in words.remainder() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// The three parts (state, model, optimiser) of a checkpoint, after checking its magic number, its
 /// layout and its checksum.
 fn split_checkpoint(bytes: &[u8]) -> Result<Vec<&[u8]>, VaeError> {
@@ -1082,7 +1054,7 @@ fn split_checkpoint(bytes: &[u8]) -> Result<Vec<&[u8]>, VaeError> {
     if !rest.is_empty() {
         return Err(bad("unexpected bytes after its parts"));
     }
-    if checksum(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+    if fnv1a64(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
         return Err(bad("checksum mismatch (the file was edited or damaged)"));
     }
     Ok(parts)
@@ -1145,7 +1117,7 @@ mod tests {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
             out.extend_from_slice(part);
         }
-        let sum = checksum(&out);
+        let sum = fnv1a64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
     }

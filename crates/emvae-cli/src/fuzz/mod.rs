@@ -40,7 +40,7 @@ use crate::error::{CliError, CliResult};
 use config::ConfigTarget;
 use data::{DataFormat, DataTarget};
 use gmm::{GmmCheckpointTarget, GmmModelTarget};
-use mutate::{Rng, fnv1a};
+use mutate::Rng;
 use vae::VaeCheckpointTarget;
 use vocab::VocabTarget;
 
@@ -117,7 +117,7 @@ fn fuzz_target(
     watchdog: &Watchdog,
 ) -> CliResult<(Value, Option<String>)> {
     let name = target.name();
-    let base = args.seed ^ fnv1a(name.as_bytes());
+    let base = args.seed ^ emvae_core::hash::fnv1a64(name.as_bytes());
     let (mut accepted, mut errors, mut panics, mut hangs, mut allocations) = (0u64, 0u64, 0, 0, 0);
     let mut max_case = Duration::ZERO;
     let mut first: Option<String> = None;

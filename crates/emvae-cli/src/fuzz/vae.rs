@@ -12,23 +12,6 @@ use super::mutate::{BIG, Mutator, Rng, Seed};
 use super::{Case, Target, Verdict};
 use crate::error::{CliError, CliResult};
 
-/// The checkpoint's checksum (FNV-1a over 8-byte words, then the remaining bytes), as `train` writes it.
-fn container_checksum(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(w);
-        h ^= u64::from_le_bytes(word);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    for &b in words.remainder() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     let mut word = [0u8; 8];
     word.copy_from_slice(bytes.get(at..at.checked_add(8)?)?);
@@ -74,7 +57,7 @@ fn assemble(tag: &[u8], parts: &[Vec<u8>; 3], lengths: [u64; 3]) -> Vec<u8> {
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(part);
     }
-    let sum = container_checksum(&out);
+    let sum = emvae_core::hash::fnv1a64(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
 }
@@ -163,7 +146,7 @@ impl VaeCheckpointTarget {
             let mut bytes = self.containers.mutated(rng, k);
             if rng.chance(60) && bytes.len() >= 8 {
                 let n = bytes.len() - 8;
-                let sum = container_checksum(&bytes[..n]);
+                let sum = emvae_core::hash::fnv1a64(&bytes[..n]);
                 bytes[n..].copy_from_slice(&sum.to_le_bytes());
             }
             return bytes;

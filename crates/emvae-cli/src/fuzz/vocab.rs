@@ -8,17 +8,6 @@ use super::mutate::{Mutator, Rng, Seed};
 use super::{Case, Target, Verdict};
 use crate::error::CliResult;
 
-/// The vocabulary file's checksum of its tokens (FNV-1a over each token and a 0xFF byte).
-fn vocab_checksum(tokens: &[String]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for t in tokens {
-        for &b in t.as_bytes().iter().chain(&[0xFF]) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("fnv1a64:{h:016x}")
-}
-
 /// `Vocab::from_json_bytes` on vocab.json files; an accepted vocabulary encodes and decodes.
 pub(super) struct VocabTarget {
     mutator: Mutator,
@@ -67,7 +56,7 @@ impl Target for VocabTarget {
                 .map(|t| t.as_str().map(String::from))
                 .collect::<Option<Vec<String>>>()
         {
-            v["checksum"] = json!(vocab_checksum(&tokens));
+            v["checksum"] = json!(emvae_text::vocab::checksum(&tokens));
             bytes = serde_json::to_vec(&v).unwrap_or(bytes);
         }
         Case { bytes, variant: 0 }
