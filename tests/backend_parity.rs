@@ -77,6 +77,22 @@ fn assert_params_close(flex: &[Vec<f64>], gpu: &[Vec<f64>], tol: f64, what: &str
     );
 }
 
+/// Two training runs `(step losses, parameters)` agree: `steps` losses within 1e-4 relative, every
+/// parameter within 1e-4.
+fn assert_runs_agree(
+    (flex_loss, flex_params): (Vec<f64>, Vec<Vec<f64>>),
+    (gpu_loss, gpu_params): (Vec<f64>, Vec<Vec<f64>>),
+    steps: usize,
+    what: &str,
+) {
+    assert_eq!(flex_loss.len(), steps, "{what}: steps run");
+    assert_eq!(gpu_loss.len(), steps, "{what}: steps run on wgpu");
+    for (i, (a, b)) in flex_loss.iter().zip(&gpu_loss).enumerate() {
+        assert!(close(*a, *b, 1e-4), "{what} step {i}: loss {a} vs {b}");
+    }
+    assert_params_close(&flex_params, &gpu_params, 1e-4, what);
+}
+
 #[derive(Default)]
 struct Trajectory(Vec<f64>);
 
@@ -187,13 +203,7 @@ fn vae_training_steps_match_flex() {
         t.run(&mut losses, Some(30)).expect("runs");
         (losses.losses, parameter_values(&t.model))
     };
-    let (flex_loss, flex_params) = run(Device::flex());
-    let (gpu_loss, gpu_params) = run(gpu);
-    assert_eq!(flex_loss.len(), 30);
-    for (i, (a, b)) in flex_loss.iter().zip(&gpu_loss).enumerate() {
-        assert!(close(*a, *b, 1e-4), "step {i}: loss {a} vs {b}");
-    }
-    assert_params_close(&flex_params, &gpu_params, 1e-4, "MLP VAE");
+    assert_runs_agree(run(Device::flex()), run(gpu), 30, "MLP VAE");
 }
 
 #[test]
@@ -230,11 +240,5 @@ fn text_vae_training_steps_match_flex() {
         t.run(&mut losses, Some(12)).expect("runs");
         (losses.losses, parameter_values(&t.model))
     };
-    let (flex_loss, flex_params) = run(Device::flex());
-    let (gpu_loss, gpu_params) = run(gpu);
-    assert_eq!(flex_loss.len(), 12);
-    for (i, (a, b)) in flex_loss.iter().zip(&gpu_loss).enumerate() {
-        assert!(close(*a, *b, 1e-4), "step {i}: loss {a} vs {b}");
-    }
-    assert_params_close(&flex_params, &gpu_params, 1e-4, "sentence VAE");
+    assert_runs_agree(run(Device::flex()), run(gpu), 12, "sentence VAE");
 }

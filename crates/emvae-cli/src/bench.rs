@@ -173,16 +173,7 @@ fn vae_lines(args: &BenchVaeArgs, emit: &mut dyn FnMut(serde_json::Value)) -> Cl
         let device = backend.device()?.autodiff();
         let mut trainer = Trainer::new(config, 0, device, data.clone(), None)
             .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
-        trainer
-            .run(&mut (), Some(args.warmup as u64))
-            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
-        let before = trainer.state.seconds;
-        let start = std::time::Instant::now();
-        trainer
-            .run(&mut (), Some(args.steps as u64))
-            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
-        let wall = start.elapsed().as_secs_f64();
-        let stepping = trainer.state.seconds - before;
+        let timed = time_steps(&mut trainer, args.warmup, args.steps)?;
         let line = json!({
             "bench": "vae_training_throughput",
             "impl": "emvae",
@@ -191,14 +182,47 @@ fn vae_lines(args: &BenchVaeArgs, emit: &mut dyn FnMut(serde_json::Value)) -> Cl
             "batch": args.batch,
             "shards": trainer.shards,
             "steps": args.steps,
-            "examples_per_second": (args.steps * args.batch) as f64 / stepping,
-            "seconds_in_steps": stepping,
-            "seconds": wall,
+            "examples_per_second": timed.rows as f64 / timed.stepping,
+            "seconds_in_steps": timed.stepping,
+            "seconds": timed.wall,
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         });
         emit(line);
     }
     Ok(())
+}
+
+/// What the timed steps of a training benchmark did.
+struct Timed {
+    /// Seconds inside optimisation steps, and wall-clock seconds of the timed run.
+    stepping: f64,
+    wall: f64,
+    /// Rows (examples, sentences) and throughput units (examples, tokens) processed.
+    rows: u64,
+    units: u64,
+}
+
+/// Runs `warmup` untimed steps, then `steps` timed ones.
+fn time_steps<M: emvae_vae::AmortizedModel>(
+    trainer: &mut emvae_vae::train::AmortizedTrainer<M>,
+    warmup: usize,
+    steps: usize,
+) -> CliResult<Timed> {
+    let run = |trainer: &mut emvae_vae::train::AmortizedTrainer<M>, n: usize| {
+        trainer
+            .run(&mut (), Some(n as u64))
+            .map_err(|e| CliError::runtime(format!("bench: {e}")))
+    };
+    run(trainer, warmup)?;
+    let before = trainer.state.clone();
+    let start = std::time::Instant::now();
+    run(trainer, steps)?;
+    Ok(Timed {
+        stepping: trainer.state.seconds - before.seconds,
+        wall: start.elapsed().as_secs_f64(),
+        rows: trainer.state.rows - before.rows,
+        units: trainer.state.units - before.units,
+    })
 }
 
 /// `emvae bench text`: training tokens per second of the sentence VAE on random sentences of a
@@ -268,19 +292,8 @@ fn text_lines(
         let set = TextDataset::training(data.clone(), args.vocab, 0);
         let mut trainer = TextTrainer::new(config, 0, device, set, None)
             .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
-        trainer
-            .run(&mut (), Some(args.warmup as u64))
-            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
-        let (seconds, units, rows) = (
-            trainer.state.seconds,
-            trainer.state.units,
-            trainer.state.rows,
-        );
-        trainer
-            .run(&mut (), Some(args.steps as u64))
-            .map_err(|e| CliError::runtime(format!("bench: {e}")))?;
-        let stepping = trainer.state.seconds - seconds;
-        let tokens = trainer.state.units - units;
+        let timed = time_steps(&mut trainer, args.warmup, args.steps)?;
+        let (stepping, tokens, rows) = (timed.stepping, timed.units, timed.rows);
         let line = json!({
             "bench": "text_vae_training_throughput",
             "impl": "emvae",
@@ -294,9 +307,9 @@ fn text_lines(
             "shards": trainer.shards,
             "steps": args.steps,
             "tokens_per_second": tokens as f64 / stepping,
-            "sentences_per_second": (trainer.state.rows - rows) as f64 / stepping,
+            "sentences_per_second": rows as f64 / stepping,
             "seconds_per_step": stepping / args.steps as f64,
-            "mean_tokens_per_sentence": tokens as f64 / (trainer.state.rows - rows) as f64,
+            "mean_tokens_per_sentence": tokens as f64 / rows as f64,
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         });
         emit(line);

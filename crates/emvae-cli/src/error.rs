@@ -20,6 +20,14 @@ impl CliError {
         CliError::Runtime(message.to_string())
     }
 
+    /// The same kind of error (and exit code) with its message rewritten by `f`.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            CliError::User(m) => CliError::User(f(m)),
+            CliError::Runtime(m) => CliError::Runtime(f(m)),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::User(_) => 2,

@@ -176,24 +176,16 @@ impl TrainTarget {
     /// was replacing, set aside until this one's first checkpoint, comes back as it was.
     pub fn failed(&self, error: CliError) -> CliError {
         logging::append_to_file(&format!("ERROR training failed: {error}"));
-        let (code, message) = match &error {
-            CliError::User(m) => (2, m.clone()),
-            CliError::Runtime(m) => (1, m.clone()),
-        };
         let note = match self.run.restore_previous() {
             Ok(None) => return error,
             Ok(Some(attempt)) => format!(
-                "{message}\nthe previous run in {} is unchanged; this attempt and its log are in {}",
+                "the previous run in {} is unchanged; this attempt and its log are in {}",
                 self.run.root().display(),
                 attempt.display()
             ),
-            Err(io) => format!("{message}\nand the previous run could not be put back: {io}"),
+            Err(io) => format!("and the previous run could not be put back: {io}"),
         };
-        if code == 2 {
-            CliError::User(note)
-        } else {
-            CliError::Runtime(note)
-        }
+        error.map_message(|message| format!("{message}\n{note}"))
     }
 }
 
