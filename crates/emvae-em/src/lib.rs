@@ -4,9 +4,12 @@
 //! complete-data log-likelihood in closed form, and the marginal log-likelihood never decreases. These
 //! models are the baselines the amortized (VAE) path is validated against.
 //!
+//! Every model runs on one loop, [`driver::fit`] (restarts, convergence, checkpoints, SQUAREM).
+//!
 //! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
 //!   scikit-learn parity.
 
+pub mod driver;
 pub mod error;
 pub mod gmm;
 

@@ -1,17 +1,10 @@
-//! The EM loop: restarts, convergence, observation and resumable checkpoints.
-//!
-//! One iteration is exactly scikit-learn's: an E-step with the current parameters, whose average
-//! log-likelihood is recorded (the "lower bound" of the parameters entering it), then an M-step. A restart
-//! stops when the log-likelihood changes by less than `tol`, or after `max_iter` iterations; the restart
-//! with the highest final log-likelihood wins.
-
-use std::time::Instant;
+//! The Gaussian mixture on the EM driver ([`crate::driver`]): its E-step, M-step, initialisation and
+//! checkpoint form.
 
 use emvae_core::config::InvalidParam;
 use emvae_core::data::Dataset;
 use emvae_core::rng::rng_for;
-use emvae_core::tensor::{Compute, Precision};
-use serde::{Deserialize, Serialize};
+use emvae_core::tensor::Compute;
 
 use super::init::initial_responsibilities;
 use super::model::GaussianMixture;
@@ -22,26 +15,19 @@ use super::parameters::{
 use super::params::{GmmValidParams, InitKind};
 use super::workspace::Workspace;
 use crate::EmError;
+pub use crate::driver::IterationRecord;
+use crate::driver::{self, EmModel, EmSettings, data_fingerprint};
 
 /// Format tag of [`GmmCheckpoint`].
 pub const CHECKPOINT_FORMAT: &str = "emvae.gmm.checkpoint.v1";
 
-/// One EM iteration: a line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IterationRecord {
-    /// 0-based initialisation (of `n_init`).
-    pub restart: usize,
-    /// 1-based iteration within the restart.
-    pub iteration: usize,
-    /// Average log-likelihood of the parameters entering this iteration's E-step.
-    pub log_likelihood: f64,
-    /// Change from the previous iteration (`null` on the first, where it is infinite).
-    pub change: Option<f64>,
-    /// Wall-clock seconds of this iteration.
-    pub seconds: f64,
-}
+/// A Gaussian-mixture fit's checkpoint.
+pub type GmmCheckpoint = driver::EmCheckpoint<GmmParametersJson>;
+/// The best finished restart of a Gaussian-mixture fit.
+pub type BestFit = driver::BestFit<GmmParametersJson>;
 
-/// Sees every iteration; may persist the checkpoint. Returning an error stops the fit.
+/// Sees every iteration of a Gaussian-mixture fit; may persist the checkpoint. Returning an error
+/// stops the fit.
 pub trait EmObserver {
     fn on_iteration(
         &mut self,
@@ -61,76 +47,69 @@ impl EmObserver for () {
     }
 }
 
-/// The best finished restart so far.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BestFit {
-    pub restart: usize,
-    pub parameters: GmmParametersJson,
-    pub lower_bounds: Vec<f64>,
-    pub converged: bool,
-}
+/// A Gaussian-mixture observer seen by the driver.
+struct Forward<'a>(&'a mut dyn EmObserver);
 
-/// Everything needed to continue a fit exactly where it stopped: the parameters after the last M-step
-/// (exact: JSON floats round-trip), the trajectory, and the best finished restart. Random draws come
-/// from streams derived from the seed and the restart index, so nothing else is needed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GmmCheckpoint {
-    pub format: String,
-    /// Identifies the data (shape, values, labels) the fit runs on.
-    pub data_fingerprint: String,
-    /// Identifies the hyper-parameters, seed and precision.
-    pub params_fingerprint: String,
-    pub restart: usize,
-    /// Iterations done in this restart.
-    pub iteration: usize,
-    /// Iterations done over all restarts (the number of metrics records this checkpoint covers).
-    pub total_iterations: usize,
-    pub lower_bounds: Vec<f64>,
-    pub converged: bool,
-    pub parameters: GmmParametersJson,
-    pub best: Option<BestFit>,
-    /// Seconds spent in EM iterations so far.
-    pub seconds: f64,
-}
-
-/// 64-bit FNV-1a, as hex: a fingerprint, not a cryptographic hash.
-fn fingerprint(bytes: impl IntoIterator<Item = u8>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+impl driver::EmObserver<GmmParametersJson> for Forward<'_> {
+    fn on_iteration(
+        &mut self,
+        record: &IterationRecord,
+        checkpoint: &GmmCheckpoint,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.on_iteration(record, checkpoint)
     }
-    format!("{h:016x}")
 }
 
-fn data_fingerprint(data: &Dataset) -> String {
-    let shape = [data.x.n_rows as u64, data.x.n_cols as u64];
-    let labels = data
-        .labels
-        .iter()
-        .flatten()
-        .map(|l| l.map_or(u64::MAX, |v| v as u64));
-    fingerprint(
-        shape
-            .into_iter()
-            .chain(data.x.values.iter().map(|v| v.to_bits()))
-            .chain(labels)
-            .flat_map(u64::to_le_bytes),
-    )
+/// A Gaussian mixture being fitted: hyper-parameters, data and the device workspace.
+struct GmmFit<'a> {
+    valid: &'a GmmValidParams,
+    data: &'a Dataset,
+    ws: Workspace,
+}
+
+impl EmModel for GmmFit<'_> {
+    type Params = GmmParameters;
+    type Saved = GmmParametersJson;
+    type Posterior = Vec<burn::tensor::Tensor<2>>;
+    const CHECKPOINT_FORMAT: &'static str = CHECKPOINT_FORMAT;
+
+    fn initialize(&self, restart: usize) -> Result<GmmParameters, EmError> {
+        self.valid.initialize(&self.ws, self.data, restart)
+    }
+
+    fn e_step(&self, params: &GmmParameters) -> Result<(f64, Self::Posterior), EmError> {
+        Ok(self.ws.e_step(params))
+    }
+
+    fn m_step(&self, resp: Self::Posterior) -> Result<GmmParameters, EmError> {
+        self.valid.m_step(&self.ws, &resp)
+    }
+
+    fn save(&self, params: &GmmParameters) -> GmmParametersJson {
+        params.into()
+    }
+
+    /// Checks what the fingerprints do not cover: that the parameters are a mixture of this fit's
+    /// components, covariance type and `d` features; then their values.
+    fn load(&self, saved: &GmmParametersJson, after_m_step: bool) -> Result<GmmParameters, String> {
+        let p = self.valid.params();
+        let expected = (p.n_components, p.covariance_type, self.ws.d);
+        let found = (saved.n_components, saved.covariance_type, saved.n_features);
+        if found != expected {
+            return Err(format!(
+                "are a {}-component {} mixture of {} features; this fit is a {}-component {} mixture of {} \
+                 features",
+                found.0, found.1, found.2, expected.0, expected.1, expected.2
+            ));
+        }
+        saved
+            .clone()
+            .validate(after_m_step)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl GmmValidParams {
-    fn params_fingerprint(&self, precision: Precision) -> String {
-        let text = format!(
-            "{}|seed={}|{precision}",
-            serde_json::to_string(self.params()).expect("params serialise"),
-            self.params().seed
-        );
-        fingerprint(text.into_bytes())
-    }
-
     /// Checks that the data suits these parameters: enough rows, matching widths, labels in range.
     pub fn check_data(&self, data: &Dataset) -> Result<(), EmError> {
         let (n, d, k) = (data.n_rows(), data.n_cols(), self.n_components());
@@ -204,161 +183,47 @@ impl GmmValidParams {
     ) -> Result<GaussianMixture, EmError> {
         self.check_data(data)?;
         let p = self.params();
-        let labels = data.labels.as_deref();
-        let ws = Workspace::new(&data.x, labels, p.n_components, p.covariance_type, compute);
-        let data_fp = data_fingerprint(data);
-        let params_fp = self.params_fingerprint(compute.precision);
-
-        let mut state = match resume {
-            Some(c) => {
-                if c.format != CHECKPOINT_FORMAT {
-                    return Err(EmError::Checkpoint(format!(
-                        "format `{}` is not a Gaussian-mixture checkpoint (`{CHECKPOINT_FORMAT}`)",
-                        c.format
-                    )));
-                }
-                if c.data_fingerprint != data_fp {
-                    return Err(EmError::Checkpoint(
-                        "it was written for other data (shape, values or labels differ)".into(),
-                    ));
-                }
-                if c.params_fingerprint != params_fp {
-                    return Err(EmError::Checkpoint(
-                        "it was written with other hyper-parameters, seed or precision".into(),
-                    ));
-                }
-                self.check_checkpoint_shape(&c, ws.d)?;
-                c
-            }
-            None => GmmCheckpoint {
-                format: CHECKPOINT_FORMAT.into(),
-                data_fingerprint: data_fp,
-                params_fingerprint: params_fp,
-                restart: 0,
-                iteration: 0,
-                total_iterations: 0,
-                lower_bounds: Vec::new(),
-                converged: false,
-                parameters: (&self.initialize(&ws, data, 0)?).into(),
-                best: None,
-                seconds: 0.0,
-            },
+        let ws = Workspace::new(
+            &data.x,
+            data.labels.as_deref(),
+            p.n_components,
+            p.covariance_type,
+            compute,
+        );
+        let settings = EmSettings {
+            max_iter: p.max_iter,
+            tol: p.tol,
+            n_init: p.n_init,
+            acceleration: driver::Acceleration::None,
         };
-        // Before a restart's first M-step (iteration 0) the weights may sum to less than 1.
-        let mut current = state
-            .parameters
-            .clone()
-            .validate(state.iteration > 0)
-            .map_err(|e| EmError::Checkpoint(e.to_string()))?;
-
-        loop {
-            while !state.converged && state.iteration < p.max_iter {
-                let start = Instant::now();
-                let (lower_bound, resp) = ws.e_step(&current);
-                current = self.m_step(&ws, &resp)?;
-                let previous = state.lower_bounds.last().copied();
-                let change = previous.map(|prev| lower_bound - prev);
-                state.lower_bounds.push(lower_bound);
-                state.iteration += 1;
-                state.total_iterations += 1;
-                state.converged = change.is_some_and(|c| c.abs() < p.tol);
-                let seconds = start.elapsed().as_secs_f64();
-                state.seconds += seconds;
-                state.parameters = (&current).into();
-                let record = IterationRecord {
-                    restart: state.restart,
-                    iteration: state.iteration,
-                    log_likelihood: lower_bound,
-                    change,
-                    seconds,
-                };
-                tracing::debug!(
-                    restart = state.restart,
-                    iteration = state.iteration,
-                    log_likelihood = lower_bound,
-                    change = change.unwrap_or(f64::INFINITY),
-                    "EM iteration"
-                );
-                observer
-                    .on_iteration(&record, &state)
-                    .map_err(EmError::Observer)?;
-            }
-            let final_lb = state
-                .lower_bounds
-                .last()
-                .copied()
-                .unwrap_or(f64::NEG_INFINITY);
-            let better = state.best.as_ref().is_none_or(|b| {
-                final_lb > b.lower_bounds.last().copied().unwrap_or(f64::NEG_INFINITY)
-            });
-            if better {
-                state.best = Some(BestFit {
-                    restart: state.restart,
-                    parameters: state.parameters.clone(),
-                    lower_bounds: state.lower_bounds.clone(),
-                    converged: state.converged,
-                });
-            }
-            tracing::debug!(
-                "initialisation {} finished after {} iterations (converged: {}), log-likelihood {final_lb:.8}",
-                state.restart,
-                state.iteration,
-                state.converged
-            );
-            if state.restart + 1 >= p.n_init {
-                break;
-            }
-            state.restart += 1;
-            state.iteration = 0;
-            state.lower_bounds.clear();
-            state.converged = false;
-            current = self.initialize(&ws, data, state.restart)?;
-            state.parameters = (&current).into();
-        }
-        let best = state.best.expect("at least one restart ran");
+        let fingerprints = (
+            data_fingerprint(data),
+            driver::params_fingerprint(p, p.seed, compute.precision),
+        );
+        let model = GmmFit {
+            valid: self,
+            data,
+            ws,
+        };
+        let fit = driver::fit(
+            &model,
+            &settings,
+            fingerprints,
+            &mut Forward(observer),
+            resume,
+        )?;
         Ok(GaussianMixture {
-            parameters: GmmParameters::try_from(best.parameters)
-                .map_err(|e| EmError::Checkpoint(e.to_string()))?,
-            converged: best.converged,
-            n_iter: best.lower_bounds.len(),
-            lower_bound: best
+            parameters: fit.params,
+            converged: fit.converged,
+            n_iter: fit.lower_bounds.len(),
+            lower_bound: fit
                 .lower_bounds
                 .last()
                 .copied()
                 .unwrap_or(f64::NEG_INFINITY),
-            lower_bounds: best.lower_bounds,
-            best_restart: best.restart,
+            lower_bounds: fit.lower_bounds,
+            best_restart: fit.best_restart,
         })
-    }
-
-    /// Checks what the fingerprints do not cover: that the checkpoint's parameters (and its best
-    /// restart's) are a mixture of this fit's components, covariance type and `d` features, and that
-    /// its restart is one of `n_init`.
-    fn check_checkpoint_shape(&self, c: &GmmCheckpoint, d: usize) -> Result<(), EmError> {
-        let p = self.params();
-        if c.restart >= p.n_init {
-            return Err(EmError::Checkpoint(format!(
-                "it is at initialisation {} of n_init = {}",
-                c.restart, p.n_init
-            )));
-        }
-        let expected = (p.n_components, p.covariance_type, d);
-        let best = c.best.as_ref().map(|b| ("best.parameters", &b.parameters));
-        for (key, params) in std::iter::once(("parameters", &c.parameters)).chain(best) {
-            let found = (
-                params.n_components,
-                params.covariance_type,
-                params.n_features,
-            );
-            if found != expected {
-                return Err(EmError::Checkpoint(format!(
-                    "its {key} are a {}-component {} mixture of {} features; this fit is a {}-component {} \
-                     mixture of {} features",
-                    found.0, found.1, found.2, expected.0, expected.1, expected.2
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// The M-step from responsibilities.
@@ -474,6 +339,7 @@ mod tests {
     use crate::gmm::{CovarianceType, GmmParams};
     use burn::tensor::Device;
     use emvae_core::data::synthetic::SyntheticMixture;
+    use emvae_core::tensor::Precision;
 
     /// Every checkpoint of a 2-iteration, 2-restart fit of `k` components.
     fn checkpoints(k: usize, cov: CovarianceType) -> (GmmValidParams, Dataset, Vec<GmmCheckpoint>) {
