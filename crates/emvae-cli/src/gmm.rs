@@ -1,11 +1,10 @@
 //! `emvae` commands for Gaussian mixtures.
 
-use std::time::Instant;
-
 use emvae_core::data::Dataset;
-use emvae_core::run::{MetricsLog, RunDir};
+use emvae_core::run::RunDir;
 use emvae_core::tensor::Compute;
 use emvae_em::EmError;
+use emvae_em::driver;
 use emvae_em::gmm::{
     EmObserver, GaussianMixture, GaussianMixtureJson, GmmCheckpoint, GmmValidParams,
     IterationRecord,
@@ -14,13 +13,10 @@ use serde_json::json;
 
 use crate::args::{EvalArgs, PredictArgs, SampleArgs};
 use crate::error::{CliError, CliResult};
+use crate::exact::{self, CHECKPOINT_FILE, Job, MODEL_FILE, Outcome, TrainObserver};
 use crate::output::{RowWriter, num};
-use crate::progress::Progress;
 use crate::runconfig::LoadedConfig;
-use crate::runs::{TrainTarget, already_complete, open_run, open_run_data, read_checkpoint};
-
-pub const MODEL_FILE: &str = "model.json";
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+use crate::runs::{TrainTarget, open_run, open_run_data};
 
 /// Turns a model error into a message, locating parameter errors in the config.
 fn em_error(loaded: &LoadedConfig, data: Option<&Dataset>, e: EmError) -> CliError {
@@ -52,78 +48,19 @@ fn compute(
     Ok((compute, backend.name().to_string()))
 }
 
-/// The observer's signal that `--stop-after` was reached (the checkpoint is written).
-#[derive(Debug)]
-struct StopRequested(usize);
-
-impl std::fmt::Display for StopRequested {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stopped after {} iterations as asked", self.0)
-    }
-}
-
-impl std::error::Error for StopRequested {}
-
-struct TrainObserver<'a> {
-    run: &'a RunDir,
-    metrics: MetricsLog,
-    every: usize,
-    since_checkpoint: usize,
-    max_iter: usize,
-    progress: Progress,
-    stop_after: Option<usize>,
-    this_session: usize,
-    /// `(seconds, iterations)` of EM over all sessions, as of the last iteration seen.
-    totals: (f64, usize),
-}
-
+/// The Gaussian mixture's observer is the flow's.
 impl EmObserver for TrainObserver<'_> {
     fn on_iteration(
         &mut self,
         record: &IterationRecord,
         checkpoint: &GmmCheckpoint,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.metrics.push(record);
-        self.totals = (checkpoint.seconds, checkpoint.total_iterations);
-        let change = record
-            .change
-            .map_or("-".to_string(), |c| format!("{c:.3e}"));
-        if self.progress.is_drawn() {
-            self.progress.update(
-                (record.restart * self.max_iter + record.iteration) as u64,
-                format!(
-                    "init {} log-likelihood {:.6} change {change}",
-                    record.restart, record.log_likelihood
-                ),
-            );
-        } else {
-            tracing::info!(
-                "init {} iteration {:>4}: log-likelihood {:.8} change {change} ({:.3} s)",
-                record.restart,
-                record.iteration,
-                record.log_likelihood,
-                record.seconds
-            );
-        }
-        self.since_checkpoint += 1;
-        self.this_session += 1;
-        let restart_done = checkpoint.converged || checkpoint.iteration == self.max_iter;
-        let stop = self.stop_after.is_some_and(|s| self.this_session >= s);
-        if self.since_checkpoint >= self.every || restart_done || stop {
-            // Metrics first: on resume they are cut back to what the checkpoint covers.
-            self.metrics.flush()?;
-            self.run.write_json(CHECKPOINT_FILE, checkpoint)?;
-            self.since_checkpoint = 0;
-        }
-        if stop {
-            return Err(Box::new(StopRequested(self.this_session)));
-        }
-        Ok(())
+        driver::EmObserver::on_iteration(self, record, checkpoint)
     }
 }
 
 pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> CliResult<()> {
-    let (loaded, run, resume) = (&target.loaded, &target.run, target.resume);
+    let loaded = &target.loaded;
     let params = loaded.gmm_params();
     let valid: GmmValidParams = params
         .check()
@@ -133,26 +70,8 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         .check_data(&data)
         .map_err(|e| em_error(loaded, Some(&data), e))?;
     let (compute, backend) = compute(loaded, None)?;
-    target.prepare(force)?;
-    if already_complete(run, MODEL_FILE, resume) {
-        return Ok(());
-    }
-    let checkpoint: Option<GmmCheckpoint> = match read_checkpoint(run, CHECKPOINT_FILE, resume)? {
-        Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
-            CliError::user(format!(
-                "{}: not a Gaussian-mixture checkpoint: {e}",
-                run.path(CHECKPOINT_FILE).display()
-            ))
-        })?),
-        None => None,
-    };
-    let totals = checkpoint
-        .as_ref()
-        .map_or((0.0, 0), |c| (c.seconds, c.total_iterations));
-    let kept = totals.1;
-    let metrics = MetricsLog::resume(run.path(RunDir::METRICS), kept)?;
     let p = valid.params();
-    tracing::info!(
+    let description = format!(
         "fitting a {}-component {} Gaussian mixture to {} rows x {} features ({} labelled) from {} on {backend} ({})",
         p.n_components,
         p.covariance_type,
@@ -162,91 +81,58 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         data.source.display(),
         compute.precision,
     );
-    if kept > 0 {
-        tracing::info!("resuming after {kept} iterations");
-    }
-    let mut observer = TrainObserver {
-        run,
-        metrics,
-        every: loaded.config.run.checkpoint_every,
-        since_checkpoint: 0,
+    let error = |e| em_error(loaded, Some(&data), e);
+    let job = Job {
+        description,
         max_iter: p.max_iter,
-        progress: Progress::new((p.max_iter * p.n_init) as u64, "iterations", true),
-        stop_after,
-        this_session: 0,
-        totals,
+        n_init: p.n_init,
+        fit: Box::new(|observer, resume| valid.fit_with(&data, &compute, observer, resume)),
+        error: &error,
+        finish: Box::new(|model: &GaussianMixture| {
+            let mut warnings: Vec<String> = model
+                .warnings(&data.x)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            if !model.converged {
+                warnings.push(format!(
+                    "the best initialisation did not converge in max_iter = {} iterations; increase gmm.max_iter or gmm.tol",
+                    p.max_iter
+                ));
+            }
+            let score = model.score(&data.x, &compute).map_err(&error)?;
+            let (bic, aic) = model.criteria(score, data.n_rows());
+            Ok(Outcome {
+                model: serde_json::to_value(GaussianMixtureJson::from(model))
+                    .map_err(|e| CliError::runtime(format!("cannot serialise the model: {e}")))?,
+                summary: json!({
+                    "model": "gmm",
+                    "covariance_type": p.covariance_type,
+                    "n_components": p.n_components,
+                    "n_samples": data.n_rows(),
+                    "n_features": data.n_cols(),
+                    "n_labelled": data.n_labelled(),
+                    "log_likelihood": score,
+                    "lower_bound": model.lower_bound,
+                    "bic": bic,
+                    "aic": aic,
+                    "n_parameters": model.parameters.n_parameters(),
+                    "n_iter": model.n_iter,
+                    "converged": model.converged,
+                    "n_init": p.n_init,
+                    "best_restart": model.best_restart,
+                    "backend": backend,
+                    "precision": compute.precision,
+                }),
+                warnings,
+                headline: format!(
+                    "log-likelihood {score:.6}, {} iterations, converged: {}",
+                    model.n_iter, model.converged
+                ),
+            })
+        }),
     };
-    let start = Instant::now();
-    let model = match valid.fit_with(&data, &compute, &mut observer, checkpoint) {
-        Ok(model) => model,
-        Err(EmError::Observer(e)) if e.is::<StopRequested>() => {
-            drop(observer.progress);
-            tracing::info!(
-                "{e}; continue with: emvae train --out {} --resume",
-                run.root().display()
-            );
-            return Ok(());
-        }
-        Err(e) => return Err(em_error(loaded, Some(&data), e)),
-    };
-    let wall = start.elapsed().as_secs_f64();
-    let mut warnings: Vec<String> = model
-        .warnings(&data.x)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if !model.converged {
-        warnings.push(format!(
-            "the best initialisation did not converge in max_iter = {} iterations; increase gmm.max_iter or gmm.tol",
-            p.max_iter
-        ));
-    }
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    observer.metrics.flush()?;
-    drop(observer.progress);
-    let (em_seconds, iterations) = observer.totals;
-    run.write_json(MODEL_FILE, &GaussianMixtureJson::from(&model))?;
-    let score = model
-        .score(&data.x, &compute)
-        .map_err(|e| em_error(loaded, Some(&data), e))?;
-    let (bic, aic) = model.criteria(score, data.n_rows());
-    let summary = json!({
-        "model": "gmm",
-        "covariance_type": p.covariance_type,
-        "n_components": p.n_components,
-        "n_samples": data.n_rows(),
-        "n_features": data.n_cols(),
-        "n_labelled": data.n_labelled(),
-        "log_likelihood": score,
-        "lower_bound": model.lower_bound,
-        "bic": bic,
-        "aic": aic,
-        "n_parameters": model.parameters.n_parameters(),
-        "n_iter": model.n_iter,
-        "converged": model.converged,
-        "n_init": p.n_init,
-        "best_restart": model.best_restart,
-        "iterations_total": iterations,
-        "seconds_per_iteration": if iterations == 0 { 0.0 } else { em_seconds / iterations as f64 },
-        "seconds": wall,
-        "backend": backend,
-        "precision": compute.precision,
-        "warnings": warnings,
-    });
-    run.write_json(RunDir::SUMMARY, &summary)?;
-    tracing::info!(
-        "done: log-likelihood {score:.6}, {} iterations, converged: {}; wrote {}",
-        model.n_iter,
-        model.converged,
-        run.root().display()
-    );
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&summary).unwrap_or_default()
-    );
-    Ok(())
+    exact::train(target, force, stop_after, job)
 }
 
 fn load_model(run: &RunDir) -> CliResult<GaussianMixture> {

@@ -10,6 +10,7 @@ mod backend;
 mod bench;
 mod denormals;
 mod error;
+mod exact;
 mod fuzz;
 mod generate;
 mod gmm;
