@@ -59,6 +59,7 @@ pub trait EmModel {
 
     /// Parameters from such a point; `None` when it lies outside the parameter space (a negative
     /// variance), which makes SQUAREM step back towards plain EM.
+    #[allow(clippy::wrong_self_convention)] // the model knows the parameters' shapes
     fn from_vector(&self, _v: &[f64]) -> Option<Self::Params> {
         None
     }
