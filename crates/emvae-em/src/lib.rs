@@ -8,9 +8,11 @@
 //!
 //! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
 //!   scikit-learn parity.
+//! - [`online`]: online (mini-batch) EM for the Gaussian mixture on a stream of rows, in constant memory.
 
 pub mod driver;
 pub mod error;
 pub mod gmm;
+pub mod online;
 
 pub use error::EmError;

@@ -3,11 +3,13 @@
 //! Readers for CSV (header and delimiter detection, gzipped or not), NumPy `.npy` and IDX (MNIST) files.
 //! Every error names the file and, for text, the line and column, and says what was expected: a NaN, an
 //! infinity, a ragged row, a non-numeric cell, an empty file, a wrong magic number, a truncated file.
+//! [`stream`] reads CSV and `.npy` files (and generated mixtures) a mini-batch of rows at a time.
 
 mod config;
 mod csv_reader;
 mod idx;
 mod npy;
+pub mod stream;
 pub mod synthetic;
 
 use std::fmt;

@@ -10,20 +10,86 @@ use super::{DataError, Matrix};
 pub(super) const MAGIC: &[u8] = b"\x93NUMPY";
 
 pub fn read_npy(path: &Path, bytes: &[u8]) -> Result<Matrix, DataError> {
+    let h = parse_header(path, bytes)?;
+    let data = &bytes[h.data_offset..];
+    if data.len() < h.needed {
+        return Err(h.truncated(path, data.len()));
+    }
+    let mut values: Vec<f64> = data[..h.needed]
+        .chunks_exact(h.elem.size)
+        .map(|c| h.elem.read(c))
+        .collect();
+    let (n_rows, n_cols) = (h.n_rows, h.n_cols);
+    if h.fortran && h.shape.len() > 1 {
+        // Column-major: element (i, j) sits at j * n_rows + i.
+        let mut c_order = vec![0.0; h.count];
+        for i in 0..n_rows {
+            for j in 0..n_cols {
+                c_order[i * n_cols + j] = values[j * n_rows + i];
+            }
+        }
+        values = c_order;
+    }
+    check_finite(path, &values, 0, n_cols)?;
+    Ok(Matrix::new(n_rows, n_cols, values))
+}
+
+/// What a `.npy` header says: the element type, the layout and where the data start.
+pub(super) struct NpyHeader {
+    pub descr: String,
+    pub elem: Elem,
+    pub fortran: bool,
+    pub shape: Vec<usize>,
+    pub n_rows: usize,
+    pub n_cols: usize,
+    /// `n_rows * n_cols`.
+    pub count: usize,
+    /// Bytes of data the shape needs.
+    pub needed: usize,
+    /// Offset of the data: the magic, version, length and header text.
+    pub data_offset: usize,
+}
+
+impl NpyHeader {
+    /// The error for a file whose data stop after `available` bytes.
+    pub fn truncated(&self, path: &Path, available: usize) -> DataError {
+        DataError::new(
+            path,
+            format!(
+                "truncated .npy data: shape {:?} of '{}' needs {} bytes, the file holds {available}",
+                self.shape, self.descr, self.needed
+            ),
+        )
+    }
+}
+
+/// The offset of the data (the whole header's length) from the first 12 bytes of a `.npy` file.
+pub(super) fn header_extent(path: &Path, bytes: &[u8]) -> Result<usize, DataError> {
     let err = |m: String| DataError::new(path, m);
     if !bytes.starts_with(MAGIC) {
         return Err(err(
             "not a NumPy .npy file (missing the \\x93NUMPY magic)".into()
         ));
     }
-    let (major, header_start, header_len) = match bytes.get(6..12) {
-        Some(&[1, _, a, b, ..]) => (1, 10, u16::from_le_bytes([a, b]) as usize),
-        Some(&[v @ (2 | 3), _, a, b, c, d]) => (v, 12, u32::from_le_bytes([a, b, c, d]) as usize),
-        Some(&[v, ..]) => return Err(err(format!("unsupported .npy format version {v}"))),
-        _ => return Err(err("truncated .npy header".into())),
+    match bytes.get(6..12) {
+        Some(&[1, _, a, b, ..]) => Ok(10 + u16::from_le_bytes([a, b]) as usize),
+        Some(&[2 | 3, _, a, b, c, d]) => Ok(12 + u32::from_le_bytes([a, b, c, d]) as usize),
+        Some(&[v, ..]) => Err(err(format!("unsupported .npy format version {v}"))),
+        _ => Err(err("truncated .npy header".into())),
+    }
+}
+
+/// Parses the header at the start of `bytes` (which may stop where the data start).
+pub(super) fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader, DataError> {
+    let err = |m: String| DataError::new(path, m);
+    let data_offset = header_extent(path, bytes)?;
+    let (major, header_start) = if bytes[6] == 1 {
+        (1, 10)
+    } else {
+        (bytes[6], 12)
     };
     let header_bytes = bytes
-        .get(header_start..header_start + header_len)
+        .get(header_start..data_offset)
         .ok_or_else(|| err("truncated .npy header".into()))?;
     let header = if major == 3 {
         String::from_utf8_lossy(header_bytes).into_owned()
@@ -56,7 +122,7 @@ pub fn read_npy(path: &Path, bytes: &[u8]) -> Result<Matrix, DataError> {
     if shape.contains(&0) {
         return Err(err(format!("the array holds no values: shape {shape:?}")));
     }
-    let data = &bytes[header_start + header_len..];
+    let available = bytes.len() - data_offset;
     // Sizes beyond the address space overflow; they are more than any file holds.
     let n_rows = shape.first().copied().unwrap_or(1);
     let n_cols = shape
@@ -68,39 +134,41 @@ pub fn read_npy(path: &Path, bytes: &[u8]) -> Result<Matrix, DataError> {
     let (Some(n_cols), Some(count), Some(needed)) = (n_cols, count, needed) else {
         return Err(err(format!(
             "truncated .npy data: shape {shape:?} of '{descr}' needs more bytes than any file holds, the \
-             file holds {}",
-            data.len()
+             file holds {available}"
         )));
     };
-    if data.len() < needed {
-        return Err(err(format!(
-            "truncated .npy data: shape {shape:?} of '{descr}' needs {needed} bytes, the file holds {}",
-            data.len()
-        )));
+    Ok(NpyHeader {
+        descr: descr.to_string(),
+        elem,
+        fortran,
+        shape,
+        n_rows,
+        n_cols,
+        count,
+        needed,
+        data_offset,
+    })
+}
+
+/// The error for the first value that is not finite; `values` are rows from `first_row` on.
+pub(super) fn check_finite(
+    path: &Path,
+    values: &[f64],
+    first_row: usize,
+    n_cols: usize,
+) -> Result<(), DataError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(pos) => Err(DataError::new(
+            path,
+            format!(
+                "row {} column {}: {} is not a finite number",
+                first_row + pos / n_cols.max(1),
+                pos % n_cols.max(1),
+                values[pos]
+            ),
+        )),
     }
-    let mut values: Vec<f64> = data[..needed]
-        .chunks_exact(elem.size)
-        .map(|c| elem.read(c))
-        .collect();
-    if fortran && shape.len() > 1 {
-        // Column-major: element (i, j) sits at j * n_rows + i.
-        let mut c_order = vec![0.0; count];
-        for i in 0..n_rows {
-            for j in 0..n_cols {
-                c_order[i * n_cols + j] = values[j * n_rows + i];
-            }
-        }
-        values = c_order;
-    }
-    if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
-        return Err(err(format!(
-            "row {} column {}: {} is not a finite number",
-            pos / n_cols.max(1),
-            pos % n_cols.max(1),
-            values[pos]
-        )));
-    }
-    Ok(Matrix::new(n_rows, n_cols, values))
 }
 
 /// The raw text of `key`'s value in a Python dict literal (up to the next top-level comma).
@@ -124,9 +192,9 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
-struct Elem {
+pub(super) struct Elem {
     kind: u8,
-    size: usize,
+    pub size: usize,
     big_endian: bool,
 }
 
@@ -151,7 +219,7 @@ impl Elem {
         })
     }
 
-    fn read(&self, c: &[u8]) -> f64 {
+    pub fn read(&self, c: &[u8]) -> f64 {
         let mut buf = [0u8; 8];
         buf[..self.size].copy_from_slice(c);
         if self.big_endian {

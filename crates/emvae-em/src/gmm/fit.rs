@@ -233,29 +233,12 @@ impl GmmValidParams {
         resp: &[burn::tensor::Tensor<2>],
     ) -> Result<GmmParameters, EmError> {
         let reg = self.params().reg_covar;
-        let est = ws.estimate_gaussian_parameters(resp, reg);
-        let total: f64 = est.nk.iter().sum();
-        let precisions_cholesky = precisions_cholesky_from_covariances(
-            ws.cov_type,
-            ws.d,
-            &est.covariances,
-            reg,
-            Some(&ws.variance_floor),
-        )?;
-        Ok(GmmParameters {
-            covariance_type: ws.cov_type,
-            n_components: ws.k,
-            n_features: ws.d,
-            weights: est.nk.iter().map(|v| v / total).collect(),
-            means: est.means,
-            covariances: est.covariances,
-            precisions_cholesky,
-        })
+        ws.parameters_from_estimate(ws.estimate_gaussian_parameters(resp, reg), reg)
     }
 
     /// Initial parameters for restart `restart` (scikit-learn's `_initialize_parameters` then
     /// `_initialize`): estimated from initial responsibilities, then overridden by explicit values.
-    fn initialize(
+    pub(crate) fn initialize(
         &self,
         ws: &Workspace,
         data: &Dataset,

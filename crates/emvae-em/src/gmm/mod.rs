@@ -15,7 +15,7 @@ mod model;
 mod mstep;
 mod parameters;
 mod params;
-mod workspace;
+pub(crate) mod workspace;
 
 pub use fit::{BestFit, CHECKPOINT_FORMAT, EmObserver, GmmCheckpoint, IterationRecord};
 pub use model::{

@@ -14,8 +14,10 @@ use burn::tensor::Tensor;
 use emvae_core::linalg;
 use emvae_core::tensor::tensor_to_vec;
 
+use super::parameters::{GmmParameters, precisions_cholesky_from_covariances};
 use super::params::CovarianceType;
 use super::workspace::{Workspace, pair_index};
+use crate::EmError;
 
 /// `(N, means, covariances)` on the host, in the data's coordinates.
 pub(crate) struct GaussianEstimate {
@@ -31,9 +33,13 @@ impl Workspace {
         resp: &[Tensor<2>],
         reg_covar: f64,
     ) -> GaussianEstimate {
-        let (k, d) = (self.k, self.d);
-        let f = Self::n_features_phi(self.cov_type, d);
-        let lin = self.linear_offset();
+        self.estimate_from_moments(&self.moments(resp), reg_covar, Some(resp))
+    }
+
+    /// The expected sufficient statistics `G = R^T phi(X)`, `[k, F]` row-major: row `j` holds
+    /// `sum_i r_ij phi(x_i)`, so `N_j`, `sum_i r_ij x_i` and the second moments of the covariance type
+    /// (centred on [`Workspace::center`]).
+    pub fn moments(&self, resp: &[Tensor<2>]) -> Vec<f64> {
         let mut acc: Option<Tensor<2>> = None;
         for (chunk, r) in resp.iter().enumerate() {
             let part = r.clone().transpose().matmul(self.phi(chunk));
@@ -42,7 +48,24 @@ impl Workspace {
                 None => part,
             });
         }
-        let g = tensor_to_vec(acc.expect("at least one chunk"));
+        tensor_to_vec(acc.expect("at least one chunk"))
+    }
+
+    /// `(N, means, covariances)` from statistics `g` as [`Workspace::moments`] gives them (or any
+    /// multiple of them: a running average per row works as well as sums).
+    ///
+    /// A component whose covariance lost accuracy to cancellation is recomputed centred on its mean
+    /// from `exact`, the responsibilities of this workspace's rows, when given; a running average of
+    /// statistics has no rows to go back to, and keeps the feature form.
+    pub fn estimate_from_moments(
+        &self,
+        g: &[f64],
+        reg_covar: f64,
+        exact: Option<&[Tensor<2>]>,
+    ) -> GaussianEstimate {
+        let (k, d) = (self.k, self.d);
+        let f = Self::n_features_phi(self.cov_type, d);
+        let lin = self.linear_offset();
         let eps10 = 10.0 * self.compute.eps();
         let nk: Vec<f64> = (0..k).map(|j| g[j * f + f - 1] + eps10).collect();
         let mu: Vec<Vec<f64>> = (0..k)
@@ -62,7 +85,9 @@ impl Workspace {
                         }
                         c[a * d + a] += reg_covar;
                     }
-                    if self.lost_accuracy(&mu[j], &c) {
+                    if let Some(resp) = exact
+                        && self.lost_accuracy(&mu[j], &c)
+                    {
                         c = self.exact_scatter(resp, j, &mu[j]);
                         c.iter_mut().for_each(|v| *v /= nk[j]);
                         for a in 0..d {
@@ -84,7 +109,9 @@ impl Workspace {
                     }
                     c[a * d + a] += reg_covar;
                 }
-                if (0..k).any(|j| self.lost_accuracy(&mu[j], &c)) {
+                if let Some(resp) = exact
+                    && (0..k).any(|j| self.lost_accuracy(&mu[j], &c))
+                {
                     c = vec![0.0; d * d];
                     for j in 0..k {
                         let s = self.exact_scatter(resp, j, &mu[j]);
@@ -115,7 +142,9 @@ impl Workspace {
                         }
                         m
                     };
-                    if self.lost_accuracy(&mu[j], &as_matrix(&var)) {
+                    if let Some(resp) = exact
+                        && self.lost_accuracy(&mu[j], &as_matrix(&var))
+                    {
                         let s = self.exact_scatter(resp, j, &mu[j]);
                         let diag: Vec<f64> =
                             (0..d).map(|a| s[a * d + a] / nk[j] + reg_covar).collect();
@@ -139,6 +168,33 @@ impl Workspace {
             means,
             covariances,
         }
+    }
+
+    /// The M-step's parameters from an estimate: weights `N_j / sum N`, the means and covariances, and
+    /// the Cholesky factors of the precisions (an error for a covariance that collapsed below the
+    /// data's [`Workspace::variance_floor`]).
+    pub fn parameters_from_estimate(
+        &self,
+        est: GaussianEstimate,
+        reg_covar: f64,
+    ) -> Result<GmmParameters, EmError> {
+        let total: f64 = est.nk.iter().sum();
+        let precisions_cholesky = precisions_cholesky_from_covariances(
+            self.cov_type,
+            self.d,
+            &est.covariances,
+            reg_covar,
+            Some(&self.variance_floor),
+        )?;
+        Ok(GmmParameters {
+            covariance_type: self.cov_type,
+            n_components: self.k,
+            n_features: self.d,
+            weights: est.nk.iter().map(|v| v / total).collect(),
+            means: est.means,
+            covariances: est.covariances,
+            precisions_cholesky,
+        })
     }
 
     /// Whether `E[x x^T] - mu mu^T = cov` (centred on the data mean) lost accuracy to cancellation, or

@@ -4,6 +4,8 @@ use emvae_core::config::InvalidParam;
 use emvae_core::linalg;
 use serde::{Deserialize, Serialize};
 
+use crate::online::OnlineParams;
+
 /// Form of the component covariance matrices (scikit-learn's `covariance_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -174,6 +176,11 @@ pub struct GmmParams {
     /// Initial covariances, shaped as `precisions_init` (give one or the other).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covariances_init: Option<ArrayInit>,
+    /// Online (mini-batch) EM settings, the `[gmm.online]` table, for
+    /// [`GmmValidParams::fit_online`](crate::gmm::GmmValidParams::fit_online). Left out of the
+    /// serialised form when absent, so batch EM's fingerprints do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<OnlineParams>,
     /// Seed of every random choice (initialisations, sampling). Set from the run's `seed`.
     #[serde(skip)]
     pub seed: u64,
@@ -195,6 +202,7 @@ impl GmmParams {
             means_init: None,
             precisions_init: None,
             covariances_init: None,
+            online: None,
             seed: 0,
         }
     }
@@ -243,6 +251,10 @@ impl GmmParams {
         self.covariances_init = Some(c);
         self
     }
+    pub fn online(mut self, o: OnlineParams) -> Self {
+        self.online = Some(o);
+        self
+    }
 
     /// Validates everything that does not depend on the data; keys in errors are field names.
     pub fn check(&self) -> Result<GmmValidParams, InvalidParam> {
@@ -271,6 +283,18 @@ impl GmmParams {
         }
         if self.kmeans_max_iter == 0 {
             return bad("kmeans_max_iter", "must be at least 1, got 0".into());
+        }
+        if let Some(online) = &self.online {
+            online.check().map_err(|e| e.within("online"))?;
+            if online.batch_size < k {
+                return bad(
+                    "online.batch_size",
+                    format!(
+                        "must be at least n_components = {k}, got {}: the first batch initialises the mixture",
+                        online.batch_size
+                    ),
+                );
+            }
         }
         let weights = match &self.weights_init {
             None => None,

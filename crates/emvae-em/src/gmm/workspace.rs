@@ -59,6 +59,23 @@ pub(crate) struct Workspace {
     pub label_mask: Option<Vec<Tensor<2>>>,
 }
 
+/// The mean of the rows of `x` and the (biased) variance of each feature about it.
+fn mean_and_variance(x: &Matrix) -> (Vec<f64>, Vec<f64>) {
+    let (n, d) = (x.n_rows, x.n_cols);
+    let mut center = vec![0.0; d];
+    for row in x.rows() {
+        center.iter_mut().zip(row).for_each(|(c, v)| *c += v);
+    }
+    center.iter_mut().for_each(|c| *c /= n as f64);
+    let mut variance = vec![0.0; d];
+    for row in x.rows() {
+        for a in 0..d {
+            variance[a] += (row[a] - center[a]).powi(2) / n as f64;
+        }
+    }
+    (center, variance)
+}
+
 /// Position of the features of `x_a x_b` (`a <= b`) in `phi`, row-major over the upper triangle.
 pub(crate) fn pair_index(a: usize, b: usize, d: usize) -> usize {
     let (a, b) = if a <= b { (a, b) } else { (b, a) };
@@ -84,7 +101,7 @@ impl Workspace {
         }
     }
 
-    /// Uploads `x` (and the labels' mask) for a model with `k` components.
+    /// Uploads `x` (and the labels' mask) for a model with `k` components, centred on its own mean.
     pub fn new(
         x: &Matrix,
         labels: Option<&[Option<usize>]>,
@@ -92,18 +109,22 @@ impl Workspace {
         cov_type: CovarianceType,
         compute: &Compute,
     ) -> Self {
+        let (center, variance) = mean_and_variance(x);
+        Self::with_centre(x, labels, k, cov_type, compute, center, variance)
+    }
+
+    /// Uploads `x` centred on a given `center`, with a given per-feature `variance` (of the data the
+    /// centre was estimated on): a stream's mini-batches all share the centre and scale of its first.
+    pub fn with_centre(
+        x: &Matrix,
+        labels: Option<&[Option<usize>]>,
+        k: usize,
+        cov_type: CovarianceType,
+        compute: &Compute,
+        center: Vec<f64>,
+        variance: Vec<f64>,
+    ) -> Self {
         let (n, d) = (x.n_rows, x.n_cols);
-        let mut center = vec![0.0; d];
-        for row in x.rows() {
-            center.iter_mut().zip(row).for_each(|(c, v)| *c += v);
-        }
-        center.iter_mut().for_each(|c| *c /= n as f64);
-        let mut variance = vec![0.0; d];
-        for row in x.rows() {
-            for a in 0..d {
-                variance[a] += (row[a] - center[a]).powi(2) / n as f64;
-            }
-        }
         let variance_floor = variance
             .iter()
             .map(|v| 10.0 * d as f64 * compute.eps() * v)
