@@ -39,7 +39,7 @@ fn em_error(loaded: &LoadedConfig, data: Option<&Dataset>, e: EmError) -> CliErr
     }
 }
 
-fn compute(
+pub(crate) fn compute(
     loaded: &LoadedConfig,
     backend: Option<crate::backend::Backend>,
 ) -> CliResult<(Compute, String)> {
@@ -65,6 +65,10 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let valid: GmmValidParams = params
         .check()
         .map_err(|e| loaded.invalid(e.within("gmm")))?;
+    if valid.params().online.is_some() {
+        let error = |e| em_error(loaded, None, e);
+        return crate::gmm_online::train(target, &valid, force, stop_after, &error);
+    }
     let data = loaded.config.data.load()?;
     valid
         .check_data(&data)

@@ -14,6 +14,7 @@ mod exact;
 mod fuzz;
 mod generate;
 mod gmm;
+mod gmm_online;
 mod logging;
 mod output;
 mod progress;
