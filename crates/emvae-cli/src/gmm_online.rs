@@ -42,7 +42,7 @@ impl OnlineObserver for BatchLog {
         );
         if self.progress.is_drawn() {
             self.progress.update(r.batch as u64, message);
-        } else if r.batch.is_power_of_two() || r.batch % 100 == 0 {
+        } else if r.batch.is_power_of_two() || r.batch.is_multiple_of(100) {
             tracing::info!("{message}");
         }
         Ok(())
