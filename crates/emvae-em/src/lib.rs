@@ -8,7 +8,10 @@
 //!
 //! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
 //!   scikit-learn parity.
+//! - [`discrete`]: mixtures of multivariate Bernoullis (binary rows) and of multinomials (bag-of-words
+//!   documents), with sparse data, smoothing and partly labelled data.
 
+pub mod discrete;
 pub mod driver;
 pub mod error;
 pub mod gmm;
