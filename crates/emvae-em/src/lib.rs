@@ -9,7 +9,10 @@
 //! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
 //!   scikit-learn parity.
 //! - [`online`]: online (mini-batch) EM for the Gaussian mixture on a stream of rows, in constant memory.
+//! - [`discrete`]: mixtures of multivariate Bernoullis (binary rows) and of multinomials (bag-of-words
+//!   documents), with sparse data, smoothing and partly labelled data.
 
+pub mod discrete;
 pub mod driver;
 pub mod error;
 pub mod gmm;
