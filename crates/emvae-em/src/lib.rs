@@ -8,9 +8,12 @@
 //!
 //! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
 //!   scikit-learn parity.
+//! - [`linear`]: probabilistic PCA and factor analysis (`x = W z + mu + eps`), EM on the sufficient
+//!   statistics, with pPCA's closed-form maximum likelihood as its reference.
 
 pub mod driver;
 pub mod error;
 pub mod gmm;
+pub mod linear;
 
 pub use error::EmError;
