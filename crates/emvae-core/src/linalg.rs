@@ -2,8 +2,13 @@
 //!
 //! Mixture models need the Cholesky factor of k covariance matrices of size d x d per EM iteration.
 //! That is O(k d^3), negligible next to the O(n k d^2) work done on tensors, and doing it in f64 on the
-//! host keeps it exact whatever the tensors' backend or float type. Matrices are row-major `&[f64]`
-//! slices of length `d * d`.
+//! host keeps it exact whatever the tensors' backend or float type. Linear-Gaussian models (pPCA,
+//! factor analysis) need the eigendecomposition of a d x d covariance and small solves. Matrices are
+//! row-major `&[f64]` slices (`d * d` when square).
+
+mod eigen;
+
+pub use eigen::{SymmetricEigen, symmetric_eigen};
 
 /// Why a factorisation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -12,6 +17,13 @@ pub enum LinalgError {
     /// `pivot` <= 0 (or not finite).
     #[error("matrix is not positive definite (pivot {index} is {pivot:e})")]
     NotPositiveDefinite { index: usize, pivot: f64 },
+    /// The matrix holds a NaN or an infinity.
+    #[error("matrix has a non-finite entry")]
+    NotFinite,
+    /// The symmetric QL iteration did not deflate eigenvalue `index` (cannot happen for finite input
+    /// in exact arithmetic; a guard against looping forever).
+    #[error("eigenvalue iteration did not converge (eigenvalue {index})")]
+    NoConvergence { index: usize },
 }
 
 /// Lower Cholesky factor `L` of a symmetric positive definite matrix `A = L L^T` (row-major).
@@ -117,6 +129,78 @@ pub fn spd_inverse(a: &[f64], d: usize) -> Result<Vec<f64>, LinalgError> {
     Ok(gram(&transpose(&l_inv, d), d))
 }
 
+/// `A B` for row-major `A` (`m x k`) and `B` (`k x n`): an `m x n` matrix.
+pub fn matmul_rect(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    debug_assert_eq!(a.len(), m * k);
+    debug_assert_eq!(b.len(), k * n);
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        let row = &mut c[i * n..(i + 1) * n];
+        for p in 0..k {
+            let aip = a[i * k + p];
+            for (cj, bj) in row.iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                *cj += aip * bj;
+            }
+        }
+    }
+    c
+}
+
+/// `A^T B` for row-major `A` (`k x m`) and `B` (`k x n`): an `m x n` matrix.
+pub fn matmul_tn(a: &[f64], b: &[f64], k: usize, m: usize, n: usize) -> Vec<f64> {
+    debug_assert_eq!(a.len(), k * m);
+    debug_assert_eq!(b.len(), k * n);
+    let mut c = vec![0.0; m * n];
+    for p in 0..k {
+        let brow = &b[p * n..(p + 1) * n];
+        for i in 0..m {
+            let api = a[p * m + i];
+            for (cj, bj) in c[i * n..(i + 1) * n].iter_mut().zip(brow) {
+                *cj += api * bj;
+            }
+        }
+    }
+    c
+}
+
+/// Solves `A X = B` for `X` given the lower Cholesky factor `L` of `A = L L^T` (`d x d`) and a
+/// row-major right-hand side `B` (`d x m`): forward then back substitution, O(d^2 m).
+pub fn cholesky_solve(l: &[f64], d: usize, b: &[f64], m: usize) -> Vec<f64> {
+    debug_assert_eq!(l.len(), d * d);
+    debug_assert_eq!(b.len(), d * m);
+    let mut x = b.to_vec();
+    // L Y = B.
+    for i in 0..d {
+        for p in 0..i {
+            let lip = l[i * d + p];
+            for c in 0..m {
+                x[i * m + c] -= lip * x[p * m + c];
+            }
+        }
+        for c in 0..m {
+            x[i * m + c] /= l[i * d + i];
+        }
+    }
+    // L^T X = Y.
+    for i in (0..d).rev() {
+        for p in i + 1..d {
+            let lpi = l[p * d + i];
+            for c in 0..m {
+                x[i * m + c] -= lpi * x[p * m + c];
+            }
+        }
+        for c in 0..m {
+            x[i * m + c] /= l[i * d + i];
+        }
+    }
+    x
+}
+
+/// `log |A| = 2 sum_i log L_ii` from the Cholesky factor `L` of `A`.
+pub fn log_det_cholesky(l: &[f64], d: usize) -> f64 {
+    2.0 * (0..d).map(|i| l[i * d + i].ln()).sum::<f64>()
+}
+
 /// The identity matrix.
 pub fn identity(d: usize) -> Vec<f64> {
     let mut a = vec![0.0; d * d];
@@ -170,6 +254,27 @@ mod tests {
         ));
         assert!(cholesky_lower(&[f64::NAN], 1).is_err());
         assert!(cholesky_lower(&[0.0], 1).is_err());
+    }
+
+    #[test]
+    fn rectangular_products_and_solves() {
+        // A (2 x 3), B (3 x 2).
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [7.0, 8.0, 9.0, 10.0, 11.0, 12.0];
+        assert_eq!(matmul_rect(&a, &b, 2, 3, 2), vec![58.0, 64.0, 139.0, 154.0]);
+        // A^T A with A read as 2 x 3: 3 x 3.
+        let ata = matmul_tn(&a, &a, 2, 3, 3);
+        assert_eq!(
+            ata,
+            vec![17.0, 22.0, 27.0, 22.0, 29.0, 36.0, 27.0, 36.0, 45.0]
+        );
+        let s = [4.0, 2.0, 0.6, 2.0, 5.0, 1.0, 0.6, 1.0, 3.0];
+        let l = cholesky_lower(&s, 3).unwrap();
+        let rhs = [1.0, -2.0, 0.5, 3.0, 2.0, 1.0];
+        let x = cholesky_solve(&l, 3, &rhs, 2);
+        assert!(close(&matmul_rect(&s, &x, 3, 3, 2), &rhs, 1e-14));
+        let det = 4.0 * (5.0 * 3.0 - 1.0) - 2.0 * (2.0 * 3.0 - 0.6) + 0.6 * (2.0 - 5.0 * 0.6);
+        assert!((log_det_cholesky(&l, 3) - f64::ln(det)).abs() < 1e-14);
     }
 
     #[test]

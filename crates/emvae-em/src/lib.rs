@@ -8,6 +8,8 @@
 //!
 //! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
 //!   scikit-learn parity.
+//! - [`linear`]: probabilistic PCA and factor analysis (`x = W z + mu + eps`), EM on the sufficient
+//!   statistics, with pPCA's closed-form maximum likelihood as its reference.
 //! - [`online`]: online (mini-batch) EM for the Gaussian mixture on a stream of rows, in constant memory.
 //! - [`discrete`]: mixtures of multivariate Bernoullis (binary rows) and of multinomials (bag-of-words
 //!   documents), with sparse data, smoothing and partly labelled data.
@@ -16,6 +18,7 @@ pub mod discrete;
 pub mod driver;
 pub mod error;
 pub mod gmm;
+pub mod linear;
 pub mod online;
 
 pub use error::EmError;
