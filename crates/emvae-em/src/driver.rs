@@ -204,20 +204,21 @@ pub fn fingerprint(bytes: impl IntoIterator<Item = u8>) -> String {
 }
 
 /// Fingerprint of a data set: its shape, values and labels.
+///
+/// FNV-1a over 64-bit words rather than bytes (with a rotation so high bits mix down): one multiply
+/// per value, so fingerprinting is a few milliseconds even where a fit's statistics take tens (pPCA
+/// on 100,000 x 50 rows). Every step is a bijection of the state, so any single changed value changes
+/// the fingerprint.
 pub fn data_fingerprint(data: &Dataset) -> String {
-    let shape = [data.x.n_rows as u64, data.x.n_cols as u64];
-    let labels = data
-        .labels
-        .iter()
-        .flatten()
-        .map(|l| l.map_or(u64::MAX, |v| v as u64));
-    fingerprint(
-        shape
-            .into_iter()
-            .chain(data.x.values.iter().map(|v| v.to_bits()))
-            .chain(labels)
-            .flat_map(u64::to_le_bytes),
-    )
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |w: u64| h = (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    eat(data.x.n_rows as u64);
+    eat(data.x.n_cols as u64);
+    data.x.values.iter().for_each(|v| eat(v.to_bits()));
+    for l in data.labels.iter().flatten() {
+        eat(l.map_or(u64::MAX, |v| v as u64));
+    }
+    format!("{h:016x}")
 }
 
 /// Fingerprint of hyper-parameters (as JSON) with the seed and precision they run with.
