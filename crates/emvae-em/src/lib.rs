@@ -8,9 +8,12 @@
 //!
 //! - [`gmm`]: Gaussian mixtures with full, diagonal, tied or spherical covariances, partly labelled data,
 //!   scikit-learn parity.
+//! - [`hmm`]: hidden Markov models (Gaussian or categorical emissions) fitted by Baum-Welch on many
+//!   sequences of different lengths, hmmlearn parity.
 
 pub mod driver;
 pub mod error;
 pub mod gmm;
+pub mod hmm;
 
 pub use error::EmError;
