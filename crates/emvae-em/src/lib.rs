@@ -13,11 +13,14 @@
 //! - [`online`]: online (mini-batch) EM for the Gaussian mixture on a stream of rows, in constant memory.
 //! - [`discrete`]: mixtures of multivariate Bernoullis (binary rows) and of multinomials (bag-of-words
 //!   documents), with sparse data, smoothing and partly labelled data.
+//! - [`hmm`]: hidden Markov models (Gaussian or categorical emissions) fitted by Baum-Welch on many
+//!   sequences of different lengths, hmmlearn parity.
 
 pub mod discrete;
 pub mod driver;
 pub mod error;
 pub mod gmm;
+pub mod hmm;
 pub mod linear;
 pub mod online;
 
