@@ -265,6 +265,9 @@ pub struct SampleArgs {
     pub n_samples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// HMM: steps per sampled sequence (a model of a corpus: --max-words).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub length: u64,
     /// Use the model of the best held-out evaluation instead of the last.
     #[arg(long)]
     pub best: bool,

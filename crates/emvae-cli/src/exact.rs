@@ -114,6 +114,8 @@ pub struct Job<'a, S, M> {
     pub description: String,
     pub max_iter: usize,
     pub n_init: usize,
+    /// Files the run needs beside the model (a vocabulary), written once the run directory is ready.
+    pub files: Vec<(&'static str, Vec<u8>)>,
     /// Runs the fit with the flow's observer, from a checkpoint when resuming.
     #[allow(clippy::type_complexity)]
     pub fit:
@@ -136,6 +138,9 @@ pub fn train<S: Serialize + DeserializeOwned, M>(
     target.prepare(force)?;
     if already_complete(run, MODEL_FILE, resume) {
         return Ok(());
+    }
+    for (name, bytes) in &job.files {
+        run.write(name, bytes)?;
     }
     let checkpoint: Option<EmCheckpoint<S>> = match read_checkpoint(run, CHECKPOINT_FILE, resume)? {
         Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
@@ -211,4 +216,106 @@ pub fn train<S: Serialize + DeserializeOwned, M>(
         serde_json::to_string_pretty(&summary).unwrap_or_default()
     );
     Ok(())
+}
+
+/// Reads the run's model file: JSON of `J`, validated into `M` (errors name the key), and checked
+/// against the checksum the run recorded (a valid edit is refused too).
+pub fn load_model<J, M>(run: &RunDir, what: &str) -> CliResult<M>
+where
+    J: DeserializeOwned,
+    M: TryFrom<J, Error = emvae_core::config::InvalidParam>,
+{
+    let path = run.path(MODEL_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::user(format!(
+            "{}: cannot read the model ({e}); has the run finished?",
+            path.display()
+        ))
+    })?;
+    // What to do about a model file that is not what `train` wrote.
+    let fix = format!(
+        "restore the file, or retrain: emvae train --config {} --out {} --force",
+        run.path(RunDir::CONFIG).display(),
+        run.root().display()
+    );
+    let json: J = serde_json::from_str(&text).map_err(|e| {
+        CliError::user(format!(
+            "{}: not a {what} model file: {e}; {fix}",
+            path.display()
+        ))
+    })?;
+    let model = M::try_from(json).map_err(|e| {
+        CliError::user(format!(
+            "{}: key `{}`: {}; {fix}",
+            path.display(),
+            e.key,
+            e.message
+        ))
+    })?;
+    run.verify(MODEL_FILE, text.as_bytes())
+        .map_err(CliError::user)?;
+    Ok(model)
+}
+
+/// `predict`'s rows: the most probable component and the posterior over components of every row.
+pub fn write_responsibilities(
+    proba: &emvae_core::data::Matrix,
+    out: &crate::args::OutputArgs,
+) -> CliResult<()> {
+    use crate::output::{RowWriter, num};
+    let k = proba.n_cols;
+    let mut header = vec!["row".to_string(), "label".to_string()];
+    header.extend((0..k).map(|j| format!("p{j}")));
+    let mut writer = RowWriter::new(out.format, &header);
+    for (i, r) in proba.rows().enumerate() {
+        let label = r
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(j, _)| j);
+        writer.row(
+            serde_json::json!({"row": i, "label": label, "responsibilities": r}),
+            [i.to_string(), label.to_string()]
+                .into_iter()
+                .chain(r.iter().map(|&v| num(v))),
+        );
+    }
+    writer.finish(out.output.as_deref())
+}
+
+/// The latent side of drawn rows.
+pub enum Drawn<'a> {
+    /// The component of each row.
+    Component(&'a [usize]),
+    /// The continuous latent vector of each row (`[n, q]`).
+    Z(&'a emvae_core::data::Matrix),
+}
+
+/// `sample`'s rows: each draw with the latent value it came from.
+pub fn write_draws(
+    x: &emvae_core::data::Matrix,
+    latent: Drawn<'_>,
+    out: &crate::args::OutputArgs,
+) -> CliResult<()> {
+    use crate::output::{RowWriter, num};
+    let mut header = match latent {
+        Drawn::Component(_) => vec!["component".to_string()],
+        Drawn::Z(z) => (0..z.n_cols).map(|j| format!("z{j}")).collect(),
+    };
+    header.extend((0..x.n_cols).map(|a| format!("x{a}")));
+    let mut writer = RowWriter::new(out.format, &header);
+    for (i, row) in x.rows().enumerate() {
+        let (object, cells): (Value, Vec<String>) = match latent {
+            Drawn::Component(c) => (
+                serde_json::json!({"component": c[i], "x": row}),
+                vec![c[i].to_string()],
+            ),
+            Drawn::Z(z) => (
+                serde_json::json!({"z": z.row(i), "x": row}),
+                z.row(i).iter().map(|&v| num(v)).collect(),
+            ),
+        };
+        writer.row(object, cells.into_iter().chain(row.iter().map(|&v| num(v))));
+    }
+    writer.finish(out.output.as_deref())
 }

@@ -90,6 +90,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         description,
         max_iter: p.max_iter,
         n_init: p.n_init,
+        files: Vec::new(),
         fit: Box::new(|observer, resume| valid.fit_with(&data, &compute, observer, resume)),
         error: &error,
         finish: Box::new(|model: &GaussianMixture| {

@@ -8,6 +8,7 @@
 mod args;
 mod backend;
 mod bench;
+mod corpus;
 mod denormals;
 mod error;
 mod exact;
@@ -15,7 +16,10 @@ mod fuzz;
 mod generate;
 mod gmm;
 mod gmm_online;
+mod hmm;
+mod linear;
 mod logging;
+mod mixtures;
 mod output;
 mod progress;
 mod runconfig;
@@ -59,8 +63,24 @@ fn model_of(dir: &std::path::Path) -> CliResult<ModelKind> {
 /// Refuses a latent-code command on a Gaussian-mixture run.
 fn latent_model(dir: &std::path::Path, command: &str) -> CliResult<ModelKind> {
     match model_of(dir)? {
-        ModelKind::Gmm => Err(CliError::user(format!(
-            "{command} applies to VAEs and text models; {} holds a Gaussian mixture (use predict or sample)",
+        ModelKind::Gmm
+        | ModelKind::BernoulliMixture
+        | ModelKind::MultinomialMixture
+        | ModelKind::Hmm => Err(CliError::user(format!(
+            "{command} applies to models with a continuous latent; {} holds a mixture (use predict or \
+                 sample)",
+            dir.display()
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Refuses a decoding command on a model without a decoder network.
+fn decoder_model(dir: &std::path::Path, command: &str) -> CliResult<ModelKind> {
+    match latent_model(dir, command)? {
+        ModelKind::Ppca | ModelKind::Fa => Err(CliError::user(format!(
+            "{command} applies to VAEs and text models; {} holds a linear-Gaussian model (use encode or \
+             sample)",
             dir.display()
         ))),
         other => Ok(other),
@@ -82,6 +102,11 @@ fn run(command: Command) -> CliResult<()> {
                     denormals::flush_to_zero();
                     text::train(&target, args.force, stop_after)
                 }
+                ModelKind::BernoulliMixture | ModelKind::MultinomialMixture => {
+                    mixtures::train(&target, args.force, stop_after)
+                }
+                ModelKind::Ppca | ModelKind::Fa => linear::train(&target, args.force, stop_after),
+                ModelKind::Hmm => hmm::train(&target, args.force, stop_after),
             };
             result.map_err(|e| target.failed(e))
         }
@@ -89,31 +114,42 @@ fn run(command: Command) -> CliResult<()> {
             ModelKind::Gmm => gmm::eval(&args),
             ModelKind::Vae => vae::eval(&args),
             ModelKind::Text => text::eval(&args),
+            ModelKind::BernoulliMixture | ModelKind::MultinomialMixture => mixtures::eval(&args),
+            ModelKind::Ppca | ModelKind::Fa => linear::eval(&args),
+            ModelKind::Hmm => hmm::eval(&args),
         },
         Command::Predict(args) => match model_of(&args.run.run)? {
             ModelKind::Gmm => gmm::predict(&args),
-            ModelKind::Vae | ModelKind::Text => Err(CliError::user(
-                "predict applies to mixtures; for a VAE or text model use encode",
-            )),
+            ModelKind::BernoulliMixture | ModelKind::MultinomialMixture => mixtures::predict(&args),
+            ModelKind::Hmm => hmm::predict(&args),
+            ModelKind::Vae | ModelKind::Text | ModelKind::Ppca | ModelKind::Fa => {
+                Err(CliError::user(
+                    "predict applies to mixtures and HMMs; for a continuous latent use encode",
+                ))
+            }
         },
         Command::Sample(args) => match model_of(&args.run)? {
             ModelKind::Gmm => gmm::sample(&args),
             ModelKind::Vae => vae::sample(&args),
             ModelKind::Text => text::sample(&args),
+            ModelKind::BernoulliMixture | ModelKind::MultinomialMixture => mixtures::sample(&args),
+            ModelKind::Ppca | ModelKind::Fa => linear::sample(&args),
+            ModelKind::Hmm => hmm::sample(&args),
         },
         Command::Encode(args) => match latent_model(&args.run.run, "encode")? {
             ModelKind::Text => text::encode_cmd(&args),
+            ModelKind::Ppca | ModelKind::Fa => linear::encode(&args),
             _ => vae::encode(&args),
         },
-        Command::Decode(args) => match latent_model(&args.run, "decode")? {
+        Command::Decode(args) => match decoder_model(&args.run, "decode")? {
             ModelKind::Text => text::decode_cmd(&args),
             _ => vae::decode_cmd(&args),
         },
-        Command::Reconstruct(args) => match latent_model(&args.encode.run.run, "reconstruct")? {
+        Command::Reconstruct(args) => match decoder_model(&args.encode.run.run, "reconstruct")? {
             ModelKind::Text => text::reconstruct(&args),
             _ => vae::reconstruct(&args.encode),
         },
-        Command::Interpolate(args) => match latent_model(&args.run, "interpolate")? {
+        Command::Interpolate(args) => match decoder_model(&args.run, "interpolate")? {
             ModelKind::Text => text::interpolate(&args),
             _ => Err(CliError::user(
                 "interpolate applies to text models (for an MLP VAE, decode codes of your choice)",

@@ -162,7 +162,9 @@ impl DataConfig {
 
     fn load_labels_if(&self, optional_label: bool) -> Result<Dataset, DataError> {
         if let Some(s) = &self.synthetic {
-            return Ok(s.generate().data);
+            let mut data = s.generate().data;
+            self.transform(&mut data);
+            return Ok(data);
         }
         let path = self
             .path
@@ -194,6 +196,12 @@ impl DataConfig {
             ..self.csv_options()
         };
         let mut data = load(path, self.format, &csv)?;
+        self.transform(&mut data);
+        Ok(data)
+    }
+
+    /// Scales and (with a threshold) binarises read or generated values.
+    fn transform(&self, data: &mut Dataset) {
         if let Some(scale) = self.scale {
             data.x.values.iter_mut().for_each(|v| *v /= scale);
         }
@@ -206,7 +214,6 @@ impl DataConfig {
                 .iter_mut()
                 .for_each(|v| *v = if *v > *t { 1.0 } else { 0.0 });
         }
-        Ok(data)
     }
 
     /// The training data and the held-out data (`test_path`, or the last `test_rows` rows).
