@@ -34,6 +34,21 @@ fn bench_table_covers_every_model_and_backend() {
             );
         }
     }
+    for model in [
+        "ppca-fit",
+        "fa-fit",
+        "fa-squarem-fit",
+        "hmm-gaussian_diag",
+        "hmm-gaussian_full",
+        "hmm-categorical",
+    ] {
+        let row = summary
+            .iter()
+            .find(|l| l["model"] == model && l["backend"] == "host")
+            .unwrap_or_else(|| panic!("no summary for {model}:\n{}", out.stdout));
+        let rate = row["throughput"].as_f64().expect("a number");
+        assert!(rate.is_finite() && rate > 0.0, "{model}: {rate}");
+    }
     assert!(
         out.stderr.contains("throughput"),
         "the table: {}",

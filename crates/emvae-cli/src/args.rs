@@ -332,6 +332,40 @@ pub enum BenchWhich {
                       emvae bench fuzz --cases 3000 --target csv --target npy --seed 7"
     )]
     Fuzz(BenchFuzzArgs),
+    /// The exact-EM family: pPCA and factor-analysis fit times, seconds per Baum-Welch iteration
+    /// (peers: benches/peers/sklearn_linear_bench.py, benches/peers/hmmlearn_bench.py).
+    #[command(
+        after_help = "Examples:\n  emvae bench exact\n  emvae bench exact --linear-n 10000 --linear-d 20 --linear-q 5"
+    )]
+    Exact(BenchExactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchExactArgs {
+    /// pPCA / FA: rows, features and latent dimensions.
+    #[arg(long, default_value_t = 100_000)]
+    pub linear_n: usize,
+    #[arg(long, default_value_t = 50)]
+    pub linear_d: usize,
+    #[arg(long, default_value_t = 10)]
+    pub linear_q: usize,
+    /// Fits per linear model (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// HMM: sequences, steps per sequence, states, Gaussian features, categorical symbols.
+    #[arg(long, default_value_t = 100)]
+    pub hmm_sequences: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub hmm_length: usize,
+    #[arg(long, default_value_t = 8)]
+    pub hmm_states: usize,
+    #[arg(long, default_value_t = 8)]
+    pub hmm_d: usize,
+    #[arg(long, default_value_t = 50)]
+    pub hmm_symbols: usize,
+    /// Timed Baum-Welch iterations (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
 }
 
 #[derive(Debug, Args)]

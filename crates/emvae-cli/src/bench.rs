@@ -326,7 +326,8 @@ fn defaults<T: clap::Args + clap::FromArgMatches>() -> CliResult<T> {
 }
 
 /// `emvae bench` with no subcommand: every benchmark (the mixture's EM iteration, the MLP VAE and the
-/// sentence VAE, at their default sizes) on every backend this binary was built with, as JSON lines,
+/// sentence VAE, at their default sizes) on every backend this binary was built with, and the exact-EM
+/// family (pPCA, FA, HMMs) on the host, as JSON lines,
 /// then one summary line per model and backend (`"bench": "summary"`) and a table on standard error.
 pub fn all(quick: bool) -> CliResult<()> {
     use crate::args::BenchTextArgs;
@@ -385,6 +386,33 @@ pub fn all(quick: bool) -> CliResult<()> {
             println!("{line}");
         })?;
     }
+    // The exact-EM family runs on the host, whatever the backend.
+    let mut args: crate::args::BenchExactArgs = defaults()?;
+    if quick {
+        (args.linear_n, args.linear_d, args.linear_q) = (10_000, 20, 5);
+        (
+            args.hmm_sequences,
+            args.hmm_length,
+            args.iters,
+            args.repeats,
+        ) = (20, 200, 3, 1);
+    }
+    crate::bench_exact::exact_lines(&args, &mut |line| {
+        let (model, rate, unit) = if line["bench"] == "linear_fit" {
+            let seconds = line["seconds"].as_f64().unwrap_or(f64::NAN);
+            (
+                format!("{}-fit", line["model"].as_str().unwrap_or("?")),
+                1.0 / seconds,
+                "fits/s",
+            )
+        } else {
+            let seconds = line["seconds_per_iteration"].as_f64().unwrap_or(f64::NAN);
+            let emission = line["emission"].as_str().unwrap_or("?");
+            (format!("hmm-{emission}"), 1.0 / seconds, "EM iterations/s")
+        };
+        summary.push((model, "host".into(), rate, unit));
+        println!("{line}");
+    })?;
     eprintln!(
         "{:<16} {:<8} {:>14}  unit",
         "model", "backend", "throughput"

@@ -8,6 +8,7 @@
 mod args;
 mod backend;
 mod bench;
+mod bench_exact;
 mod corpus;
 mod denormals;
 mod error;
@@ -171,6 +172,7 @@ fn run(command: Command) -> CliResult<()> {
                 bench::text(&a)
             }
             Some(BenchWhich::Fuzz(a)) => fuzz::run(&a),
+            Some(BenchWhich::Exact(a)) => bench_exact::exact(&a),
         },
     }
 }
