@@ -2,6 +2,7 @@
 
 use emvae_core::data::synthetic::SyntheticMixture;
 use emvae_core::tensor::Precision;
+use emvae_em::gmm::profile::{self, PhaseSeconds};
 use emvae_em::gmm::{
     ArrayInit, CovarianceType, EmObserver, GmmCheckpoint, GmmParams, IterationRecord,
 };
@@ -10,7 +11,12 @@ use serde_json::json;
 use crate::args::{BenchGmmArgs, BenchVaeArgs};
 use crate::error::{CliError, CliResult};
 
-struct Timer(Vec<f64>);
+/// Every iteration's seconds, and the host E-step's phases within it.
+#[derive(Default)]
+struct Timer {
+    seconds: Vec<f64>,
+    phases: Vec<PhaseSeconds>,
+}
 
 impl EmObserver for Timer {
     fn on_iteration(
@@ -18,9 +24,30 @@ impl EmObserver for Timer {
         record: &IterationRecord,
         _: &GmmCheckpoint,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.0.push(record.seconds);
+        self.seconds.push(record.seconds);
+        self.phases.push(profile::take());
         Ok(())
     }
+}
+
+/// Median seconds per iteration of each phase: thread-seconds (summed over threads) of the host
+/// E-step's phases, the wall time of its pass, and of everything else (the weights, the M-step's
+/// parameters and Cholesky factors, the driver). All zero but `rest` on the tensor path.
+fn phase_line(seconds: &[f64], phases: &[PhaseSeconds]) -> serde_json::Value {
+    let of = |f: fn(&PhaseSeconds) -> f64| median(&phases.iter().map(f).collect::<Vec<_>>());
+    let rest: Vec<f64> = seconds
+        .iter()
+        .zip(phases)
+        .map(|(s, p)| s - p.pass)
+        .collect();
+    json!({
+        "features": of(|p| p.features),
+        "log_joint_gemm": of(|p| p.log_joint),
+        "normalise": of(|p| p.normalise),
+        "moments_gemm": of(|p| p.moments),
+        "e_step_pass_wall": of(|p| p.pass),
+        "rest_wall": median(&rest),
+    })
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -99,11 +126,13 @@ fn gmm_lines(args: &BenchGmmArgs, emit: &mut dyn FnMut(serde_json::Value)) -> Cl
                 .precisions_init(precisions)
                 .check()
                 .map_err(CliError::user)?;
-            let mut timer = Timer(Vec::new());
-            params
-                .fit_with(&generated.data, &compute, &mut timer, None)
-                .map_err(|e| CliError::runtime(format!("benchmark fit failed: {e}")))?;
-            let timed = &timer.0[1..];
+            let mut timer = Timer::default();
+            profile::set_enabled(true);
+            profile::take();
+            let fitted = params.fit_with(&generated.data, &compute, &mut timer, None);
+            profile::set_enabled(false);
+            fitted.map_err(|e| CliError::runtime(format!("benchmark fit failed: {e}")))?;
+            let timed = &timer.seconds[1..];
             let line = json!({
                 "bench": "gmm_em_iteration",
                 "impl": "emvae",
@@ -116,6 +145,7 @@ fn gmm_lines(args: &BenchGmmArgs, emit: &mut dyn FnMut(serde_json::Value)) -> Cl
                 "iters": timed.len(),
                 "sec_per_iter": median(timed),
                 "samples": timed,
+                "phases": phase_line(timed, &timer.phases[1..]),
                 "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
             });
             emit(line);

@@ -4,22 +4,33 @@
 //! `phi(X) W`, see [`super::workspace`]), then `log p(x) = logsumexp_j log p(x, z = j)` and
 //! `r_ij = p(z = j | x_i)`. For a labelled row `z` is observed: its responsibilities are clamped to the
 //! label by adding `-inf` to every other component, so its `log p(x)` becomes `log p(x, z = label)`.
+//!
+//! The E-step also forms the M-step's statistics `R^T phi(X)` (see [`super::posterior`]). On a CPU
+//! device in f64 it all runs fused on the host ([`super::host`]); elsewhere as tensor operations here.
 
 use burn::tensor::Tensor;
 use emvae_core::tensor::{Precision, tensor_to_vec};
 
 use super::parameters::GmmParameters;
 use super::params::CovarianceType;
+use super::posterior::{Posterior, Responsibilities};
 use super::workspace::{Workspace, pair_index, target_error};
 
 /// A component whose log-density is computed centred on its own mean.
-struct ExactComponent {
-    j: usize,
-    mu_centred: Vec<f64>,
+pub(crate) struct ExactComponent {
+    pub j: usize,
+    pub mu_centred: Vec<f64>,
     /// A `[d, d]` factor of the precision, `Lambda = P P^T`.
-    p: Vec<f64>,
+    pub p: Vec<f64>,
     /// `log pi_j - d/2 log 2pi + log |P_j|`.
-    constant: f64,
+    pub constant: f64,
+}
+
+/// The E-step's parameters in feature form, on the host.
+pub(crate) struct EStepWeights {
+    /// `[F, k]` row-major: `log p(x, z = j) = phi(x)^T W[:, j]`.
+    pub w: Vec<f64>,
+    pub exact: Vec<ExactComponent>,
 }
 
 /// Parameters uploaded for the E-step.
@@ -44,7 +55,7 @@ fn cancellation(mu: &[f64], lambda: &[f64], d: usize) -> f64 {
 impl Workspace {
     /// Floor of `log r`: 85% of the way to the smallest normal float, so that responsibilities times
     /// features stay normal too.
-    fn log_ratio_floor(&self) -> f64 {
+    pub(crate) fn log_ratio_floor(&self) -> f64 {
         0.85 * match self.compute.precision {
             Precision::F64 => f64::MIN_POSITIVE.ln(),
             Precision::F32 => (f32::MIN_POSITIVE as f64).ln(),
@@ -57,7 +68,8 @@ impl Workspace {
             > target_error(self.compute.precision)
     }
 
-    pub fn upload(&self, p: &GmmParameters) -> EStepParams {
+    /// The E-step's weights `W` (and the components computed exactly) for parameters `p`.
+    pub fn e_step_weights(&self, p: &GmmParameters) -> EStepWeights {
         let (k, d) = (self.k, self.d);
         let f = Self::n_features_phi(self.cov_type, d);
         let lin = self.linear_offset();
@@ -113,9 +125,16 @@ impl Workspace {
                 "E-step: components computed centred on their means"
             );
         }
+        EStepWeights { w, exact }
+    }
+
+    /// [`Workspace::e_step_weights`] on the device.
+    pub fn upload(&self, p: &GmmParameters) -> EStepParams {
+        let e = self.e_step_weights(p);
+        let f = Self::n_features_phi(self.cov_type, self.d);
         EStepParams {
-            w: self.compute.tensor(w, [f, k]),
-            exact,
+            w: self.compute.tensor(e.w, [f, self.k]),
+            exact: e.exact,
         }
     }
 
@@ -149,9 +168,31 @@ impl Workspace {
         (log_norm, e / s)
     }
 
-    /// The E-step: responsibilities per chunk and the average log-likelihood `1/n sum_i log p(x_i)`
-    /// (labelled rows contribute `log p(x_i, z_i)`).
-    pub fn e_step(&self, p: &GmmParameters) -> (f64, Vec<Tensor<2>>) {
+    /// The E-step: the average log-likelihood `1/n sum_i log p(x_i)` (labelled rows contribute
+    /// `log p(x_i, z_i)`) and the posterior with its sufficient statistics.
+    pub fn e_step(&self, p: &GmmParameters) -> (f64, Posterior) {
+        let Some(host) = &self.host else {
+            let (ll, resp) = self.device_e_step(p);
+            let moments = self.device_moments(&resp);
+            return (
+                ll,
+                Posterior {
+                    moments,
+                    resp: Responsibilities::Tensors(resp),
+                },
+            );
+        };
+        let e = self.e_step_weights(p);
+        let (total, gt) = host.e_step(&e);
+        let posterior = Posterior {
+            moments: self.moments_from_transposed(&gt),
+            resp: Responsibilities::Recompute(e),
+        };
+        (total / self.n as f64, posterior)
+    }
+
+    /// [`Workspace::e_step`] on the device: responsibilities per chunk.
+    fn device_e_step(&self, p: &GmmParameters) -> (f64, Vec<Tensor<2>>) {
         let e = self.upload(p);
         let mut total = 0.0;
         let mut resp = Vec::with_capacity(self.n_chunks());
@@ -169,6 +210,9 @@ impl Workspace {
 
     /// `log p(x_i)` for every row (labels ignored): scikit-learn's `score_samples`.
     pub fn score_samples(&self, p: &GmmParameters) -> Vec<f64> {
+        if let Some(host) = &self.host {
+            return host.score_samples(&self.e_step_weights(p));
+        }
         let e = self.upload(p);
         (0..self.n_chunks())
             .flat_map(|chunk| tensor_to_vec(self.normalise(self.weighted_log_prob(&e, chunk)).0))
@@ -177,6 +221,9 @@ impl Workspace {
 
     /// Posterior responsibilities `p(z = j | x_i)`, `[n, k]` row-major (labels ignored).
     pub fn predict_proba(&self, p: &GmmParameters) -> Vec<f64> {
+        if let Some(host) = &self.host {
+            return host.predict_proba(&self.e_step_weights(p));
+        }
         let e = self.upload(p);
         (0..self.n_chunks())
             .flat_map(|chunk| tensor_to_vec(self.normalise(self.weighted_log_prob(&e, chunk)).1))

@@ -13,6 +13,7 @@ use super::parameters::{
     precisions_cholesky_from_covariances, precisions_cholesky_from_precisions,
 };
 use super::params::{GmmValidParams, InitKind};
+use super::posterior::Posterior;
 use super::workspace::Workspace;
 use crate::EmError;
 pub use crate::driver::IterationRecord;
@@ -70,7 +71,7 @@ struct GmmFit<'a> {
 impl EmModel for GmmFit<'_> {
     type Params = GmmParameters;
     type Saved = GmmParametersJson;
-    type Posterior = Vec<burn::tensor::Tensor<2>>;
+    type Posterior = Posterior;
     const CHECKPOINT_FORMAT: &'static str = CHECKPOINT_FORMAT;
 
     fn initialize(&self, restart: usize) -> Result<GmmParameters, EmError> {
@@ -226,14 +227,10 @@ impl GmmValidParams {
         })
     }
 
-    /// The M-step from responsibilities.
-    fn m_step(
-        &self,
-        ws: &Workspace,
-        resp: &[burn::tensor::Tensor<2>],
-    ) -> Result<GmmParameters, EmError> {
+    /// The M-step from an E-step's posterior.
+    fn m_step(&self, ws: &Workspace, posterior: &Posterior) -> Result<GmmParameters, EmError> {
         let reg = self.params().reg_covar;
-        ws.parameters_from_estimate(ws.estimate_gaussian_parameters(resp, reg), reg)
+        ws.parameters_from_estimate(ws.estimate_from_posterior(posterior, reg), reg)
     }
 
     /// Initial parameters for restart `restart` (scikit-learn's `_initialize_parameters` then

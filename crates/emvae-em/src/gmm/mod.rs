@@ -10,11 +10,14 @@
 
 mod estep;
 mod fit;
+mod host;
 mod init;
 mod model;
 mod mstep;
 mod parameters;
 mod params;
+mod posterior;
+pub mod profile;
 pub(crate) mod workspace;
 
 pub use fit::{BestFit, CHECKPOINT_FORMAT, EmObserver, GmmCheckpoint, IterationRecord};

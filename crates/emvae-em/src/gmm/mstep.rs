@@ -14,9 +14,11 @@ use burn::tensor::Tensor;
 use emvae_core::linalg;
 use emvae_core::tensor::tensor_to_vec;
 
+use super::host::RespSource;
 use super::parameters::{GmmParameters, precisions_cholesky_from_covariances};
 use super::params::CovarianceType;
-use super::workspace::{Workspace, pair_index};
+use super::posterior::{Posterior, Responsibilities};
+use super::workspace::{Workspace, pair_index, symmetrise};
 use crate::EmError;
 
 /// `(N, means, covariances)` on the host, in the data's coordinates.
@@ -27,19 +29,57 @@ pub(crate) struct GaussianEstimate {
 }
 
 impl Workspace {
-    /// scikit-learn's `_estimate_gaussian_parameters` for responsibilities `resp` (per chunk, `[c, k]`).
+    /// scikit-learn's `_estimate_gaussian_parameters` for responsibilities `resp` (per chunk of
+    /// [`Workspace::x`], `[c, k]`).
     pub fn estimate_gaussian_parameters(
         &self,
         resp: &[Tensor<2>],
         reg_covar: f64,
     ) -> GaussianEstimate {
-        self.estimate_from_moments(&self.moments(resp), reg_covar, Some(resp))
+        self.estimate_from_posterior(&self.posterior_of(resp), reg_covar)
     }
 
-    /// The expected sufficient statistics `G = R^T phi(X)`, `[k, F]` row-major: row `j` holds
-    /// `sum_i r_ij phi(x_i)`, so `N_j`, `sum_i r_ij x_i` and the second moments of the covariance type
-    /// (centred on [`Workspace::center`]).
-    pub fn moments(&self, resp: &[Tensor<2>]) -> Vec<f64> {
+    /// The M-step's estimate from an E-step's posterior.
+    pub fn estimate_from_posterior(
+        &self,
+        posterior: &Posterior,
+        reg_covar: f64,
+    ) -> GaussianEstimate {
+        self.estimate_from_moments(&posterior.moments, reg_covar, Some(&posterior.resp))
+    }
+
+    /// The posterior of given responsibilities (per chunk of [`Workspace::x`], `[c, k]`).
+    pub fn posterior_of(&self, resp: &[Tensor<2>]) -> Posterior {
+        match &self.host {
+            Some(host) => {
+                let rows: Vec<f64> = resp.iter().cloned().flat_map(tensor_to_vec).collect();
+                Posterior {
+                    moments: self.moments_from_transposed(&host.moments_of(&rows)),
+                    resp: Responsibilities::Rows(rows),
+                }
+            }
+            None => Posterior {
+                moments: self.device_moments(resp),
+                resp: Responsibilities::Tensors(resp.to_vec()),
+            },
+        }
+    }
+
+    /// The expected sufficient statistics `G = R^T phi(X)` of a posterior, `[k, F]` row-major: row `j`
+    /// holds `sum_i r_ij phi(x_i)`, so `N_j`, `sum_i r_ij x_i` and the second moments of the covariance
+    /// type (centred on [`Workspace::center`]).
+    pub fn moments(&self, posterior: &Posterior) -> Vec<f64> {
+        posterior.moments.clone()
+    }
+
+    /// `G` from `G^T` (`[F, k]`, as the host kernels accumulate it).
+    pub(crate) fn moments_from_transposed(&self, gt: &[f64]) -> Vec<f64> {
+        let (k, f) = (self.k, Self::n_features_phi(self.cov_type, self.d));
+        (0..k * f).map(|v| gt[(v % f) * k + v / f]).collect()
+    }
+
+    /// `G = R^T phi(X)` on the device, chunk by chunk.
+    pub(crate) fn device_moments(&self, resp: &[Tensor<2>]) -> Vec<f64> {
         let mut acc: Option<Tensor<2>> = None;
         for (chunk, r) in resp.iter().enumerate() {
             let part = r.clone().transpose().matmul(self.phi(chunk));
@@ -54,14 +94,14 @@ impl Workspace {
     /// `(N, means, covariances)` from statistics `g` as [`Workspace::moments`] gives them (or any
     /// multiple of them: a running average per row works as well as sums).
     ///
-    /// A component whose covariance lost accuracy to cancellation is recomputed centred on its mean
+    /// Components whose covariance lost accuracy to cancellation are recomputed centred on their means
     /// from `exact`, the responsibilities of this workspace's rows, when given; a running average of
     /// statistics has no rows to go back to, and keeps the feature form.
     pub fn estimate_from_moments(
         &self,
         g: &[f64],
         reg_covar: f64,
-        exact: Option<&[Tensor<2>]>,
+        exact: Option<&Responsibilities>,
     ) -> GaussianEstimate {
         let (k, d) = (self.k, self.d);
         let f = Self::n_features_phi(self.cov_type, d);
@@ -72,10 +112,16 @@ impl Workspace {
             .map(|j| (0..d).map(|a| g[j * f + lin + a] / nk[j]).collect())
             .collect();
         let stat = |j: usize, col: usize| g[j * f + col];
+        // The exact scatters of components `js`, one pass over the rows for all of them.
+        let scatters = |resp: &Responsibilities, js: &[usize]| {
+            let components: Vec<(usize, &[f64])> =
+                js.iter().map(|&j| (j, mu[j].as_slice())).collect();
+            self.exact_scatters(resp, &components)
+        };
 
         let covariances = match self.cov_type {
             CovarianceType::Full => {
-                let mut cov = Vec::with_capacity(k * d * d);
+                let mut cov: Vec<Vec<f64>> = Vec::with_capacity(k);
                 for j in 0..k {
                     let mut c = vec![0.0; d * d];
                     for a in 0..d {
@@ -85,18 +131,23 @@ impl Workspace {
                         }
                         c[a * d + a] += reg_covar;
                     }
-                    if let Some(resp) = exact
-                        && self.lost_accuracy(&mu[j], &c)
-                    {
-                        c = self.exact_scatter(resp, j, &mu[j]);
-                        c.iter_mut().for_each(|v| *v /= nk[j]);
-                        for a in 0..d {
-                            c[a * d + a] += reg_covar;
+                    cov.push(c);
+                }
+                if let Some(resp) = exact {
+                    let lost: Vec<usize> = (0..k)
+                        .filter(|&j| self.lost_accuracy(&mu[j], &cov[j]))
+                        .collect();
+                    if !lost.is_empty() {
+                        for (&j, mut c) in lost.iter().zip(scatters(resp, &lost)) {
+                            c.iter_mut().for_each(|v| *v /= nk[j]);
+                            for a in 0..d {
+                                c[a * d + a] += reg_covar;
+                            }
+                            cov[j] = c;
                         }
                     }
-                    cov.extend(c);
                 }
-                cov
+                cov.concat()
             }
             CovarianceType::Tied => {
                 let total: f64 = nk.iter().sum();
@@ -113,8 +164,8 @@ impl Workspace {
                     && (0..k).any(|j| self.lost_accuracy(&mu[j], &c))
                 {
                     c = vec![0.0; d * d];
-                    for j in 0..k {
-                        let s = self.exact_scatter(resp, j, &mu[j]);
+                    let all: Vec<usize> = (0..k).collect();
+                    for s in scatters(resp, &all) {
                         c.iter_mut().zip(s).for_each(|(c, s)| *c += s);
                     }
                     c.iter_mut().for_each(|v| *v /= total);
@@ -125,38 +176,41 @@ impl Workspace {
                 c
             }
             CovarianceType::Diag | CovarianceType::Spherical => {
-                let mut out = Vec::with_capacity(k * d);
+                let mut vars: Vec<Vec<f64>> = Vec::with_capacity(k);
                 for j in 0..k {
-                    let mut var: Vec<f64> = if self.cov_type == CovarianceType::Diag {
+                    vars.push(if self.cov_type == CovarianceType::Diag {
                         (0..d)
                             .map(|a| stat(j, a) / nk[j] - mu[j][a] * mu[j][a] + reg_covar)
                             .collect()
                     } else {
                         let sq: f64 = mu[j].iter().map(|m| m * m).sum();
                         vec![(stat(j, 0) / nk[j] - sq) / d as f64 + reg_covar]
-                    };
-                    let as_matrix = |v: &[f64]| {
-                        let mut m = vec![0.0; d * d];
-                        for a in 0..d {
-                            m[a * d + a] = if v.len() == d { v[a] } else { v[0] };
-                        }
-                        m
-                    };
-                    if let Some(resp) = exact
-                        && self.lost_accuracy(&mu[j], &as_matrix(&var))
-                    {
-                        let s = self.exact_scatter(resp, j, &mu[j]);
-                        let diag: Vec<f64> =
-                            (0..d).map(|a| s[a * d + a] / nk[j] + reg_covar).collect();
-                        var = if self.cov_type == CovarianceType::Diag {
-                            diag
-                        } else {
-                            vec![diag.iter().sum::<f64>() / d as f64]
-                        };
-                    }
-                    out.extend(var);
+                    });
                 }
-                out
+                let as_matrix = |v: &[f64]| {
+                    let mut m = vec![0.0; d * d];
+                    for a in 0..d {
+                        m[a * d + a] = if v.len() == d { v[a] } else { v[0] };
+                    }
+                    m
+                };
+                if let Some(resp) = exact {
+                    let lost: Vec<usize> = (0..k)
+                        .filter(|&j| self.lost_accuracy(&mu[j], &as_matrix(&vars[j])))
+                        .collect();
+                    if !lost.is_empty() {
+                        for (&j, s) in lost.iter().zip(scatters(resp, &lost)) {
+                            let diag: Vec<f64> =
+                                (0..d).map(|a| s[a * d + a] / nk[j] + reg_covar).collect();
+                            vars[j] = if self.cov_type == CovarianceType::Diag {
+                                diag
+                            } else {
+                                vec![diag.iter().sum::<f64>() / d as f64]
+                            };
+                        }
+                    }
+                }
+                vars.concat()
             }
         };
         let means = mu
@@ -168,6 +222,38 @@ impl Workspace {
             means,
             covariances,
         }
+    }
+
+    /// The weighted scatters `sum_i r_ij (x_i - mu_j)(x_i - mu_j)^T` (`[d, d]`, symmetric) of
+    /// `components` `(j, mu_j)`, `mu_j` centred on the data mean, computed centred on `mu_j`.
+    fn exact_scatters(
+        &self,
+        resp: &Responsibilities,
+        components: &[(usize, &[f64])],
+    ) -> Vec<Vec<f64>> {
+        let d = self.d;
+        let source = match resp {
+            Responsibilities::Tensors(chunks) => {
+                return components
+                    .iter()
+                    .map(|&(j, mu)| self.exact_scatter(chunks, j, mu))
+                    .collect();
+            }
+            Responsibilities::Rows(rows) => RespSource::Rows(rows),
+            Responsibilities::Recompute(e) => RespSource::Recompute(e),
+        };
+        let host = self
+            .host
+            .as_ref()
+            .expect("host responsibilities come from a workspace with host data");
+        host.scatters(source, components)
+            .chunks_exact(d * d)
+            .map(|s| {
+                let mut s = s.to_vec();
+                symmetrise(&mut s, d);
+                s
+            })
+            .collect()
     }
 
     /// The M-step's parameters from an estimate: weights `N_j / sum N`, the means and covariances, and

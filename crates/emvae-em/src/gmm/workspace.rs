@@ -14,11 +14,15 @@
 //! `kappa = |mu|^T |Lambda| |mu|`. The data are therefore centred on their mean first, and any component
 //! whose `kappa` would cost more than [`target_error`] of accuracy is computed exactly, centred on its own
 //! mean, by [`Workspace::exact_mahalanobis`] and [`Workspace::exact_scatter`].
+//!
+//! Where the host kernels serve the device ([`super::host::serves`]: f64 on a CPU backend), the rows are
+//! also kept in their layout and the E-step runs there; the tensors below then serve initialisation.
 
 use burn::tensor::{Int, Tensor, TensorData};
 use emvae_core::data::Matrix;
 use emvae_core::tensor::{Compute, Precision};
 
+use super::host::{self, HostData};
 use super::params::CovarianceType;
 
 /// Rows per chunk: bounds the `[c, F]` and `[c, k]` intermediates.
@@ -50,12 +54,14 @@ pub(crate) struct Workspace {
     pub variance_floor: Vec<f64>,
     /// Centred `X` in row chunks, `[c, d]`.
     pub x: Vec<Tensor<2>>,
-    /// `phi(X)` in row chunks, `[c, F]`, when cached.
+    /// The rows for the host kernels, where they serve the device.
+    pub(crate) host: Option<HostData>,
+    /// `phi(X)` in row chunks, `[c, F]`, when cached (tensor path only).
     phi: Option<Vec<Tensor<2>>>,
     /// Column indices `(a, b)` of the pair features (full and tied).
     pairs: Option<(Tensor<1, Int>, Tensor<1, Int>)>,
     /// Additive log-space mask for labelled rows, `[c, k]`: 0 where the component is allowed,
-    /// `-inf` elsewhere. `None` without labels.
+    /// `-inf` elsewhere. `None` without labels, and on the host path (which applies labels itself).
     pub label_mask: Option<Vec<Tensor<2>>>,
 }
 
@@ -125,12 +131,12 @@ impl Workspace {
         variance: Vec<f64>,
     ) -> Self {
         let (n, d) = (x.n_rows, x.n_cols);
+        let on_host = host::serves(compute);
         let variance_floor = variance
             .iter()
             .map(|v| 10.0 * d as f64 * compute.eps() * v)
             .collect();
         let mut chunks = Vec::new();
-        let mut masks = Vec::new();
         let mut start = 0;
         while start < n {
             let end = (start + CHUNK_ROWS).min(n);
@@ -139,17 +145,6 @@ impl Workspace {
                 row.iter_mut().zip(&center).for_each(|(v, c)| *v -= c);
             }
             chunks.push(compute.tensor(values, [end - start, d]));
-            if let Some(labels) = labels {
-                let mut mask = vec![0.0; (end - start) * k];
-                for (i, label) in labels[start..end].iter().enumerate() {
-                    if let Some(l) = label {
-                        for j in (0..k).filter(|&j| j != *l) {
-                            mask[i * k + j] = f64::NEG_INFINITY;
-                        }
-                    }
-                }
-                masks.push(compute.tensor(mask, [end - start, k]));
-            }
             start = end;
         }
         let pairs = matches!(cov_type, CovarianceType::Full | CovarianceType::Tied).then(|| {
@@ -176,14 +171,53 @@ impl Workspace {
             variance,
             variance_floor,
             x: chunks,
+            host: None,
             phi: None,
             pairs,
-            label_mask: labels.map(|_| masks),
+            label_mask: None,
         };
-        if n * Self::n_features_phi(cov_type, d) <= CACHE_ELEMENTS {
-            ws.phi = Some((0..ws.x.len()).map(|c| ws.build_phi(c)).collect());
+        if on_host {
+            let floor = ws.log_ratio_floor();
+            ws.host = Some(HostData::new(x, &ws.center, labels, k, cov_type, floor));
+        } else {
+            ws.prepare_tensor_path(labels);
         }
         ws
+    }
+
+    /// What the tensor path needs beyond `x`: the labels' masks, and `phi(X)` where it fits.
+    fn prepare_tensor_path(&mut self, labels: Option<&[Option<usize>]>) {
+        let k = self.k;
+        self.label_mask = labels.map(|labels| {
+            self.x
+                .iter()
+                .scan(0, |start, x| {
+                    let rows = x.dims()[0];
+                    let mut mask = vec![0.0; rows * k];
+                    for (i, label) in labels[*start..*start + rows].iter().enumerate() {
+                        if let Some(l) = label {
+                            for j in (0..k).filter(|&j| j != *l) {
+                                mask[i * k + j] = f64::NEG_INFINITY;
+                            }
+                        }
+                    }
+                    *start += rows;
+                    Some(self.compute.tensor(mask, [rows, k]))
+                })
+                .collect()
+        });
+        if self.n * Self::n_features_phi(self.cov_type, self.d) <= CACHE_ELEMENTS {
+            self.phi = Some((0..self.x.len()).map(|c| self.build_phi(c)).collect());
+        }
+    }
+
+    /// This workspace on the tensor path even where the host kernels serve its device: the reference
+    /// the host kernels are tested against.
+    #[cfg(test)]
+    pub(crate) fn on_tensors(mut self, labels: Option<&[Option<usize>]>) -> Self {
+        self.host = None;
+        self.prepare_tensor_path(labels);
+        self
     }
 
     fn build_phi(&self, chunk: usize) -> Tensor<2> {
@@ -241,16 +275,22 @@ impl Workspace {
             });
         }
         let mut s = emvae_core::tensor::tensor_to_vec(acc.expect("at least one chunk"));
-        // `(r diff)^T diff` rounds `s_ab` and `s_ba` differently (by ~1e-7 relative in f32): a model file
-        // must hold a symmetric covariance to pass validation when it is read back.
-        for a in 0..d {
-            for b in 0..a {
-                let m = 0.5 * (s[a * d + b] + s[b * d + a]);
-                s[a * d + b] = m;
-                s[b * d + a] = m;
-            }
-        }
+        symmetrise(&mut s, d);
         s
+    }
+}
+
+/// Replaces a `[d, d]` matrix by the mean of it and its transpose.
+///
+/// `(r diff)^T diff` rounds `s_ab` and `s_ba` differently (by ~1e-7 relative in f32): a model file must
+/// hold a symmetric covariance to pass validation when it is read back.
+pub(crate) fn symmetrise(s: &mut [f64], d: usize) {
+    for a in 0..d {
+        for b in 0..a {
+            let m = 0.5 * (s[a * d + b] + s[b * d + a]);
+            s[a * d + b] = m;
+            s[b * d + a] = m;
+        }
     }
 }
 
