@@ -38,7 +38,11 @@ impl Backend {
                  (`precision = \"f32\"` in the config, or --precision f32)"
             )));
         }
-        Ok(Compute::new(device, precision))
+        let compute = Compute::new(device, precision);
+        Ok(match self {
+            Backend::Flex | Backend::Ndarray => compute.in_host_memory(),
+            Backend::Wgpu => compute,
+        })
     }
 
     /// The device, or why this binary cannot provide it.

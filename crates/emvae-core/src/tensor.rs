@@ -44,11 +44,25 @@ impl std::fmt::Display for Precision {
 pub struct Compute {
     pub device: Device,
     pub precision: Precision,
+    /// Whether the device's tensors live in host memory (a CPU backend), so that a model may run its
+    /// own host kernels on the same data instead of composing tensor operations. Said by the edge,
+    /// which knows the backend.
+    pub host_memory: bool,
 }
 
 impl Compute {
     pub fn new(device: Device, precision: Precision) -> Self {
-        Self { device, precision }
+        Self {
+            device,
+            precision,
+            host_memory: false,
+        }
+    }
+
+    /// The same, on a device whose tensors live in host memory.
+    pub fn in_host_memory(mut self) -> Self {
+        self.host_memory = true;
+        self
     }
 
     /// A tensor of `shape` holding row-major `values` on this device and precision.

@@ -29,7 +29,7 @@ fn gmm_data() -> Dataset {
 }
 
 fn host_compute() -> Compute {
-    Compute::new(Device::flex(), Precision::F64)
+    Compute::new(Device::flex(), Precision::F64).in_host_memory()
 }
 
 fn fit_error(e: impl std::fmt::Display) -> CliError {

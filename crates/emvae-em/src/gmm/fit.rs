@@ -357,7 +357,7 @@ mod tests {
     }
 
     fn compute() -> Compute {
-        Compute::new(Device::flex(), Precision::F64)
+        Compute::new(Device::flex(), Precision::F64).in_host_memory()
     }
 
     /// `emvae bench fuzz` found a checkpoint whose parameters (valid on their own) were those of another

@@ -13,7 +13,7 @@ use super::*;
 use crate::gmm::{GmmParameters, GmmParams};
 
 fn compute() -> Compute {
-    Compute::new(Device::flex(), Precision::F64)
+    Compute::new(Device::flex(), Precision::F64).in_host_memory()
 }
 
 /// Peak resident memory (VmHWM) of this process in MiB, where `/proc` says.

@@ -14,7 +14,7 @@ use crate::gmm::{
 };
 
 fn compute() -> Compute {
-    Compute::new(Device::flex(), Precision::F64)
+    Compute::new(Device::flex(), Precision::F64).in_host_memory()
 }
 
 /// Keeps every record.

@@ -19,7 +19,6 @@ mod simd;
 mod tiles;
 mod vmath;
 
-use burn::tensor::Device;
 use emvae_core::data::Matrix;
 use emvae_core::tensor::{Compute, Precision};
 
@@ -30,9 +29,7 @@ use tiles::Tiling;
 
 /// Whether the host kernels serve `compute`: f64 on a backend whose tensors are in host memory.
 pub(crate) fn serves(compute: &Compute) -> bool {
-    #[allow(deprecated)] // NdArray is deprecated upstream, but still a selectable CPU backend
-    let cpu = compute.device == Device::flex() || compute.device == Device::ndarray();
-    cpu && compute.precision == Precision::F64
+    compute.host_memory && compute.precision == Precision::F64
 }
 
 /// No label.

@@ -9,7 +9,7 @@ use crate::gmm::workspace::Workspace;
 use crate::gmm::{CovarianceType, GmmParameters, GmmParams};
 
 fn compute() -> Compute {
-    Compute::new(Device::flex(), Precision::F64)
+    Compute::new(Device::flex(), Precision::F64).in_host_memory()
 }
 
 /// 3,000 rows (several tiles and leaves, a short last tile) of 3 features, a third labelled; with
