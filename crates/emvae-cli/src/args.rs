@@ -74,6 +74,14 @@ pub enum Command {
                             --to \"the film was wonderful\" --steps 8"
     )]
     Interpolate(InterpolateArgs),
+    /// Pictures of a run (PNG and SVG) and its self-contained report.html.
+    #[command(
+        after_help = "Examples:\n  emvae plot --run runs/gmm-full\n  emvae plot --run runs/vae-synthetic --out figures\n\n\
+                            Writes training curves, and by model: a mixture's ellipses, a latent map, KL per latent \
+                            dimension, image grids; report.html goes into the run directory (into --out when given). \
+                            `train` does the same at its end unless the config has [run] plot = false."
+    )]
+    Plot(PlotArgs),
     /// Write a synthetic Gaussian-mixture data set as CSV.
     #[command(
         after_help = "Examples:\n  emvae generate --n-samples 5000 --n-features 2 --n-components 3 --label-fraction 0.05 \
@@ -114,6 +122,16 @@ pub struct TrainArgs {
     /// continue later with --resume (for time-limited jobs). At least 1.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub stop_after: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directory of a trained model.
+    #[arg(short, long)]
+    pub run: PathBuf,
+    /// Directory of the pictures (default: RUN/plots); report.html goes there too when given.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

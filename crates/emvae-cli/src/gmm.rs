@@ -271,3 +271,40 @@ pub fn sample(args: &SampleArgs) -> CliResult<()> {
     }
     out.finish(args.out.output.as_deref())
 }
+
+/// What `emvae plot` draws of a Gaussian-mixture run: the training rows (at most 5,000, evenly spaced),
+/// each row's most probable component and every component's mean and full covariance.
+pub(crate) struct MixtureView {
+    pub x: emvae_core::data::Matrix,
+    pub assigned: Vec<usize>,
+    pub means: Vec<Vec<f64>>,
+    /// Row-major `d x d` each (diagonal, spherical and tied covariances expanded).
+    pub covariances: Vec<Vec<f64>>,
+}
+
+pub(crate) fn view(dir: &std::path::Path) -> CliResult<MixtureView> {
+    const ROWS: usize = 5000;
+    let (loaded, run) = open_run(dir, None)?;
+    let model = load_model(&run)?;
+    let data = eval_data(&loaded, None)?;
+    let (n, d) = (data.n_rows(), data.n_cols());
+    let step = n.div_ceil(ROWS).max(1);
+    let values: Vec<f64> = (0..n)
+        .step_by(step)
+        .flat_map(|i| data.x.row(i).to_vec())
+        .collect();
+    let x = emvae_core::data::Matrix::new(values.len() / d.max(1), d, values);
+    let (compute, _) = compute(&loaded, None)?;
+    let assigned = model
+        .predict(&x, &compute)
+        .map_err(|e| em_error(&loaded, Some(&data), e))?;
+    let k = model.n_components();
+    Ok(MixtureView {
+        x,
+        assigned,
+        means: (0..k).map(|j| model.parameters.mean(j).to_vec()).collect(),
+        covariances: (0..k)
+            .map(|j| model.parameters.covariance_matrix(j))
+            .collect(),
+    })
+}

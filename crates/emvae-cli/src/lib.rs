@@ -1,5 +1,5 @@
 //! The `emvae` command line: `train`, `eval`, `predict`, `sample`, `encode`, `decode`, `reconstruct`,
-//! `interpolate`, `generate`, `bench`.
+//! `interpolate`, `plot`, `generate`, `bench`.
 //!
 //! This crate is the edge of the system: it reads configs and arguments, chooses the backend (the only
 //! place that names one) and turns every error into a message and an exit code (2 for bad input, 1 for
@@ -22,6 +22,7 @@ mod linear;
 mod logging;
 mod mixtures;
 mod output;
+mod plot;
 mod progress;
 mod runconfig;
 mod runs;
@@ -109,8 +110,11 @@ fn run(command: Command) -> CliResult<()> {
                 ModelKind::Ppca | ModelKind::Fa => linear::train(&target, args.force, stop_after),
                 ModelKind::Hmm => hmm::train(&target, args.force, stop_after),
             };
-            result.map_err(|e| target.failed(e))
+            result.map_err(|e| target.failed(e))?;
+            plot::after_train(target.run.root());
+            Ok(())
         }
+        Command::Plot(args) => plot::plot(&args),
         Command::Eval(args) => match model_of(&args.run.run)? {
             ModelKind::Gmm => gmm::eval(&args),
             ModelKind::Vae => vae::eval(&args),

@@ -150,3 +150,12 @@ pub fn encode(args: &EncodeArgs) -> CliResult<()> {
     }
     out.finish(args.out.output.as_deref())
 }
+
+/// The posterior means of the factors of the run's rows, row-major `[n, q]`, and `q` (for `emvae plot`).
+pub(crate) fn posterior_means(dir: &std::path::Path) -> CliResult<(Vec<f64>, usize)> {
+    let (loaded, run) = open_run(dir, None)?;
+    let model: LinearGaussian = load_model::<LinearGaussianJson, _>(&run, what(&loaded))?;
+    let data = rows(&loaded)?;
+    let posterior = model.posterior(&data.x).map_err(|e| em_error(&loaded, e))?;
+    Ok((posterior.means.values, posterior.means.n_cols))
+}

@@ -14,6 +14,7 @@
 //!
 //! [run]
 //! checkpoint_every = 1   # iterations (gmm) or epochs (vae) between checkpoints
+//! plot = true            # pictures and report.html at the end of training (emvae plot)
 //! ```
 //! Unknown keys are errors; every error names the file, line and key.
 
@@ -122,12 +123,20 @@ pub struct RunSettings {
     /// Iterations (gmm) or epochs (vae) between checkpoints.
     #[serde(default = "default_one")]
     pub checkpoint_every: usize,
+    /// Pictures and report.html at the end of training (`emvae plot`).
+    #[serde(default = "default_true")]
+    pub plot: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
         Self {
             checkpoint_every: 1,
+            plot: true,
         }
     }
 }

@@ -19,7 +19,8 @@ pub struct TrainTarget {
 }
 
 /// Keys a resumed run may change (after a divergence, or to train longer).
-const RESUMABLE_CHANGES: [&str; 4] = [
+const RESUMABLE_CHANGES: [&str; 5] = [
+    "run.plot",
     "train.lr",
     "train.grad_clip",
     "train.epochs",

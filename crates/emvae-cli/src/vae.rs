@@ -546,3 +546,71 @@ pub fn sample(args: &SampleArgs) -> CliResult<()> {
         args.out.output.as_deref(),
     )
 }
+
+/// What `emvae plot` draws of a finished VAE run: posterior means of the held-out rows (else the
+/// training rows) with their labels, samples from the prior, a few inputs with their reconstructions
+/// and a few decoded prior samples (the likelihood's means).
+pub(crate) struct VaeView {
+    pub latent: usize,
+    /// `"held-out"` or `"training"`.
+    pub split: &'static str,
+    /// Row-major `[n, latent]`.
+    pub means: Vec<f64>,
+    pub labels: Option<Vec<Option<usize>>>,
+    /// Row-major `[m, latent]`.
+    pub prior: Vec<f64>,
+    pub inputs: Vec<Vec<f64>>,
+    pub reconstructions: Vec<Vec<f64>>,
+    pub samples: Vec<Vec<f64>>,
+}
+
+/// Rows of the latent map at most; images of each grid.
+const VIEW_ROWS: usize = 2000;
+const VIEW_IMAGES: usize = 16;
+
+pub(crate) fn view(dir: &std::path::Path) -> CliResult<VaeView> {
+    let (loaded, run) = open_run(dir, None)?;
+    let (device, _) = device(&loaded, None)?;
+    let model = load_trained(&loaded, &run, &device, false)?;
+    let (set, split) = match loaded.config.data.load_split()? {
+        (_, Some(test)) => (test, "held-out"),
+        (train, None) => (train, "training"),
+    };
+    let n = set.n_rows().min(VIEW_ROWS);
+    let x = Matrix::new(n, set.n_cols(), set.x.values[..n * set.n_cols()].to_vec());
+    let data = VaeData::new(&x, binarization(&loaded)).fixed(0);
+    let l = loaded.vae().latent_dim();
+    let source = source_for(&loaded, &model, &data, &device);
+    let (means, _) = emvae_vae::diagnostics::encode_all(&model, &data, &source, &device);
+    let prior = emvae_core::tensor::tensor_to_vec(sample_prior(
+        &model.prior,
+        n,
+        loaded.config.seed,
+        &device,
+    ));
+    let k = n.min(VIEW_IMAGES);
+    let d = data.d;
+    let rows: Vec<usize> = (0..k).collect();
+    let inputs: Vec<Vec<f64>> = data
+        .rows(&rows, 0)
+        .chunks(d)
+        .map(|r| r.iter().map(|&v| f64::from(v)).collect())
+        .collect();
+    let decoded = |z: &[f64]| -> Vec<Vec<f64>> {
+        let m = Matrix::new(k, l, z[..k * l].to_vec());
+        let x = decode(&model, &m, &device);
+        (0..k).map(|i| x.row(i).to_vec()).collect()
+    };
+    let reconstructions = decoded(&means);
+    let samples = decoded(&prior);
+    Ok(VaeView {
+        latent: l,
+        split,
+        labels: set.labels.map(|ls| ls[..n].to_vec()),
+        means,
+        prior,
+        inputs,
+        reconstructions,
+        samples,
+    })
+}
