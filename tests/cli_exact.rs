@@ -261,6 +261,39 @@ fn online_em_streams_a_file_and_matches_batch_em() {
         (online_ll - batch_ll).abs() < 0.01,
         "online {online_ll} batch {batch_ll}"
     );
+    // The discrete mixtures stream the same way: binary rows (the signs of the generated ones).
+    let signs: String = std::fs::read_to_string(dir.path().join("big.csv"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l}\n")
+            } else {
+                let cells: Vec<&str> = l
+                    .split(',')
+                    .map(|v| {
+                        if v.parse::<f64>().unwrap_or(0.0) > 0.0 {
+                            "1"
+                        } else {
+                            "0"
+                        }
+                    })
+                    .collect();
+                format!("{}\n", cells.join(","))
+            }
+        })
+        .collect();
+    write(dir.path(), "signs.csv", &signs);
+    let bern = train(
+        dir.path(),
+        "model = \"bernoulli_mixture\"\n[data]\npath = \"signs.csv\"\n[bernoulli_mixture]\nn_components = 3\n\
+         [bernoulli_mixture.online]\nbatch_size = 5000\n",
+        "bern-online",
+    );
+    assert_eq!(bern["rows_seen"].as_u64(), Some(60_000));
+    let e = emvae(dir.path(), &["eval", "--run", "bern-online"]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
     let stop = emvae(
         dir.path(),
         &[

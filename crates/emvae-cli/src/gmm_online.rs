@@ -68,7 +68,7 @@ impl OnlineObserver for BatchLog {
 
 /// The stream of the run's `[data]`: a CSV or `.npy` file read in batches, or the synthetic mixture
 /// drawn batch by batch.
-fn stream(loaded: &LoadedConfig) -> CliResult<Box<dyn RowStream>> {
+pub(crate) fn stream(loaded: &LoadedConfig) -> CliResult<Box<dyn RowStream>> {
     let d = &loaded.config.data;
     let unsupported = [
         ("label_column", d.label_column.is_some()),
@@ -80,8 +80,8 @@ fn stream(loaded: &LoadedConfig) -> CliResult<Box<dyn RowStream>> {
     if let Some((key, _)) = unsupported {
         return Err(loaded.invalid(emvae_core::config::InvalidParam::new(
             format!("data.{key}"),
-            "is not supported with [gmm.online] (streams carry unscaled, unlabelled rows); fit in batch \
-             (remove [gmm.online]) or prepare the file",
+            "is not supported with an [online] table (streams carry unscaled, unlabelled rows); fit in \
+             batch (remove the [online] table) or prepare the file",
         )));
     }
     if let Some(spec) = &d.synthetic {
@@ -92,7 +92,7 @@ fn stream(loaded: &LoadedConfig) -> CliResult<Box<dyn RowStream>> {
     let path = d
         .path
         .as_deref()
-        .ok_or_else(|| CliError::user("[gmm.online] needs [data] path or [data.synthetic]"))?;
+        .ok_or_else(|| CliError::user("online EM needs [data] path or [data.synthetic]"))?;
     Ok(open_stream(path, d.format, &d.csv_options())?)
 }
 
@@ -190,6 +190,87 @@ pub fn train(
         fit.batches,
         run.root().display()
     );
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A discrete mixture's online fit: the model file's JSON, and what the fit did.
+pub(crate) type DiscreteFit = (serde_json::Value, emvae_em::online::discrete::OnlineSummary);
+
+/// Sees every batch of an online fit.
+pub(crate) type BatchObserver<'a> = dyn FnMut(&BatchRecord) -> Result<(), emvae_em::EmError> + 'a;
+
+/// `emvae train` for a Bernoulli or multinomial mixture with an `[...online]` table: the rows streamed
+/// in batches through `fit`, one metrics record per batch, the model file and summary as a batch fit's.
+pub(crate) fn train_discrete(
+    target: &TrainTarget,
+    force: bool,
+    stop_after: Option<usize>,
+    settings: &emvae_em::online::OnlineParams,
+    fit: &mut dyn FnMut(
+        &mut dyn RowStream,
+        &mut BatchObserver,
+    ) -> Result<DiscreteFit, emvae_em::EmError>,
+    error: &dyn Fn(emvae_em::EmError) -> CliError,
+) -> CliResult<()> {
+    let (loaded, run) = (&target.loaded, &target.run);
+    if stop_after.is_some() {
+        return Err(CliError::user(
+            "--stop-after: an online fit keeps no checkpoint to continue from; use online.max_batches \
+             to bound it",
+        ));
+    }
+    let mut rows = stream(loaded)?;
+    target.prepare(force)?;
+    if already_complete(run, MODEL_FILE, target.resume) {
+        return Ok(());
+    }
+    let model = loaded.config.model.name();
+    tracing::info!(
+        "fitting a {model} by online EM to {} ({} features; batches of {}, step (t + {})^-{}, burn-in {} \
+         batches, {} epochs)",
+        rows.source().display(),
+        rows.n_cols(),
+        settings.batch_size,
+        settings.step_offset,
+        settings.step_exponent,
+        settings.burn_in,
+        settings.epochs,
+    );
+    let mut metrics = MetricsLog::new(run.path(RunDir::METRICS));
+    let start = Instant::now();
+    let (model_json, summary) = fit(rows.as_mut(), &mut |r| {
+        metrics.push(r);
+        if r.batch.is_power_of_two() || r.batch.is_multiple_of(100) {
+            tracing::info!(
+                "epoch {} batch {:>6}: {} rows seen, batch log-likelihood {:.6}",
+                r.epoch,
+                r.batch,
+                r.rows_seen,
+                r.log_likelihood
+            );
+        }
+        Ok(())
+    })
+    .map_err(error)?;
+    let wall = start.elapsed().as_secs_f64();
+    metrics.flush()?;
+    run.write_json(MODEL_FILE, &model_json)?;
+    let summary = json!({
+        "model": model,
+        "fit": "online",
+        "rows_seen": summary.rows_seen,
+        "batches": summary.batches,
+        "epochs": summary.epochs.len(),
+        "log_likelihood_last_epoch": summary.epochs.last().map(|e| e.log_likelihood),
+        "online": settings,
+        "seconds": wall,
+        "warnings": Vec::<String>::new(),
+    });
+    run.write_json(RunDir::SUMMARY, &summary)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&summary).unwrap_or_default()

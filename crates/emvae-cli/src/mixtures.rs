@@ -65,6 +65,23 @@ fn train_bernoulli(target: &TrainTarget, force: bool, stop_after: Option<usize>)
     let valid = params
         .check()
         .map_err(|e| loaded.invalid(e.within("bernoulli_mixture")))?;
+    if let Some(settings) = &valid.params().online {
+        let error = |e| em_error(loaded, e);
+        return crate::gmm_online::train_discrete(
+            target,
+            force,
+            stop_after,
+            settings,
+            &mut |rows, observer| {
+                let (model, summary) = valid.fit_online(rows, settings, observer)?;
+                Ok((
+                    serde_json::to_value(BernoulliMixtureJson::from(&model)).unwrap_or_default(),
+                    summary,
+                ))
+            },
+            &error,
+        );
+    }
     let data = loaded.config.data.load()?;
     let p = valid.params().clone();
     let error = |e| em_error(loaded, e);
@@ -151,6 +168,28 @@ fn train_multinomial(
         .check()
         .map_err(|e| loaded.invalid(e.within("multinomial_mixture")))?;
     let error = |e| em_error(loaded, e);
+    if let Some(settings) = &valid.params().online {
+        if loaded.config.corpus.is_some() {
+            return Err(loaded.invalid(emvae_core::config::InvalidParam::new(
+                "multinomial_mixture.online",
+                "online EM streams count rows from a CSV or .npy file, not a [corpus]",
+            )));
+        }
+        return crate::gmm_online::train_discrete(
+            target,
+            force,
+            stop_after,
+            settings,
+            &mut |rows, observer| {
+                let (model, summary) = valid.fit_online(rows, settings, observer)?;
+                Ok((
+                    serde_json::to_value(MultinomialMixtureJson::from(&model)).unwrap_or_default(),
+                    summary,
+                ))
+            },
+            &error,
+        );
+    }
     // A corpus (words as symbols) or a count matrix.
     let (docs, text) = if loaded.config.corpus.is_some() {
         let (vocab, train, test) = corpus::training(loaded)?;

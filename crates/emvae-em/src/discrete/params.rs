@@ -67,6 +67,9 @@ pub struct DiscreteMixtureParams<M: MixtureKind> {
     /// prior on the weights). 0 is maximum likelihood.
     #[serde(default)]
     pub alpha_weights: f64,
+    /// Online (mini-batch) EM on the rows streamed from disk instead of batch EM (`[...online]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<crate::online::OnlineParams>,
     /// Seed of every random choice (initialisations). Set from the run's `seed`.
     #[serde(skip)]
     pub seed: u64,
@@ -90,6 +93,7 @@ impl<M: MixtureKind> DiscreteMixtureParams<M> {
             init: DiscreteInit::default(),
             alpha: M::DEFAULT_ALPHA,
             alpha_weights: 0.0,
+            online: None,
             seed: 0,
             kind: PhantomData,
         }
@@ -137,6 +141,9 @@ impl<M: MixtureKind> DiscreteMixtureParams<M> {
             seed: self.seed,
         }
         .check()?;
+        if let Some(online) = &self.online {
+            online.check().map_err(|e| e.within("online"))?;
+        }
         Ok(DiscreteValidParams {
             params: self.clone(),
             common,

@@ -1,5 +1,5 @@
-//! Online (mini-batch) EM for the Gaussian mixture (Cappé and Moulines 2009): data streamed through
-//! once or a few times, never held whole.
+//! Online (mini-batch) EM for the mixtures (Cappé and Moulines 2009): data streamed through once or a
+//! few times, never held whole. The Gaussian mixture here, the discrete mixtures in [`discrete`].
 //!
 //! EM's M-step depends on the data only through the expected sufficient statistics per row,
 //! ```text
@@ -23,7 +23,10 @@
 //! - [`GmmValidParams::fit_online`](crate::gmm::GmmValidParams::fit_online): the fit, returning an
 //!   [`OnlineFit`] whose mixture is batch EM's [`GaussianMixture`](crate::gmm::GaussianMixture).
 //! - [`OnlineObserver`]: sees a [`BatchRecord`] per batch and an [`EpochRecord`] per epoch.
+//! - `BernoulliValidParams::fit_online` and `MultinomialValidParams::fit_online` ([`discrete`]): the
+//!   same loop on the discrete mixtures' statistics.
 
+pub mod discrete;
 mod fit;
 #[cfg(test)]
 mod measure;
