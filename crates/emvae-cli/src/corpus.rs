@@ -154,6 +154,19 @@ pub fn evaluation(loaded: &LoadedConfig, run: &RunDir) -> CliResult<(Vocab, Symb
     Ok((vocab, symbols))
 }
 
+/// Per-sentence NLL and perplexity over words plus `<eos>`, from each sentence's `log p`.
+pub fn text_figures(log_p: &[f64], symbols: &Symbols) -> serde_json::Value {
+    let total: f64 = log_p.iter().sum();
+    let tokens = symbols.n_tokens();
+    serde_json::json!({
+        "sentences": log_p.len(),
+        "tokens": tokens,
+        "oov": symbols.oov,
+        "nll_per_sentence": -total / log_p.len().max(1) as f64,
+        "perplexity": (-total / tokens.max(1) as f64).exp(),
+    })
+}
+
 /// Sentences of symbol ids as text (up to `<eos>`).
 pub fn decode(vocab: &Vocab, ids: &[usize]) -> String {
     let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();

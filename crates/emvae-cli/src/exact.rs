@@ -257,6 +257,26 @@ where
     Ok(model)
 }
 
+/// The warning of a fit whose best restart did not converge; `key` is the model's config table.
+pub fn warn_unconverged(converged: bool, max_iter: usize, key: &str) -> Vec<String> {
+    if converged {
+        Vec::new()
+    } else {
+        vec![format!(
+            "the best initialisation did not converge in max_iter = {max_iter} iterations; increase \
+             {key}.max_iter or {key}.tol"
+        )]
+    }
+}
+
+/// The rows of `eval` / `predict` / `encode`: the run's data or `--data`, read with the run's options;
+/// labels optional, and the run's `labels_path` (which belongs to the training rows) not applied.
+pub fn rows(loaded: &crate::runconfig::LoadedConfig) -> CliResult<emvae_core::data::Dataset> {
+    let mut config = loaded.config.data.clone();
+    config.labels_path = None;
+    Ok(config.load_optional_labels()?)
+}
+
 /// `predict`'s rows: the most probable component and the posterior over components of every row.
 pub fn write_responsibilities(
     proba: &emvae_core::data::Matrix,

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::args::{EvalArgs, PredictArgs, SampleArgs};
 use crate::error::{CliError, CliResult};
-use crate::exact::{self, CHECKPOINT_FILE, Job, MODEL_FILE, Outcome, TrainObserver};
+use crate::exact::{self, CHECKPOINT_FILE, Job, Outcome, TrainObserver};
 use crate::output::{RowWriter, num};
 use crate::runconfig::LoadedConfig;
 use crate::runs::{TrainTarget, open_run, open_run_data};
@@ -141,37 +141,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
 }
 
 fn load_model(run: &RunDir) -> CliResult<GaussianMixture> {
-    let path = run.path(MODEL_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        CliError::user(format!(
-            "{}: cannot read the model ({e}); has the run finished?",
-            path.display()
-        ))
-    })?;
-    // What to do about a model file that is not what `train` wrote.
-    let fix = format!(
-        "restore the file, or retrain: emvae train --config {} --out {} --force",
-        run.path(RunDir::CONFIG).display(),
-        run.root().display()
-    );
-    let json: GaussianMixtureJson = serde_json::from_str(&text).map_err(|e| {
-        CliError::user(format!(
-            "{}: not a Gaussian-mixture model file: {e}; {fix}",
-            path.display()
-        ))
-    })?;
-    let model = GaussianMixture::try_from(json).map_err(|e| {
-        CliError::user(format!(
-            "{}: key `{}`: {}; {fix}",
-            path.display(),
-            e.key,
-            e.message
-        ))
-    })?;
-    // Valid values that are not what the run wrote (an edit) are refused too.
-    run.verify(MODEL_FILE, text.as_bytes())
-        .map_err(CliError::user)?;
-    Ok(model)
+    exact::load_model::<GaussianMixtureJson, _>(run, "Gaussian-mixture")
 }
 
 /// The data of `eval` / `predict`: the run's data, or `--data`. Labels are optional (new rows are

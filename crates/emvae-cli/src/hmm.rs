@@ -67,20 +67,12 @@ fn from_rows(loaded: &LoadedConfig, data: &Dataset, emission: Emission) -> CliRe
     })
 }
 
-/// Per-sentence NLL and perplexity over words plus `<eos>`.
+/// Per-sentence NLL and perplexity of `seqs` (a corpus's sentences) under `model`.
 fn text_figures(model: &Hmm, seqs: &Sequences, symbols: &Symbols) -> CliResult<Value> {
     let per = model
         .score_sequences(seqs)
         .map_err(|e| CliError::runtime(e.to_string()))?;
-    let total: f64 = per.iter().sum();
-    let tokens = symbols.n_tokens();
-    Ok(json!({
-        "sentences": per.len(),
-        "tokens": tokens,
-        "oov": symbols.oov,
-        "nll_per_sentence": -total / per.len().max(1) as f64,
-        "perplexity": (-total / tokens.max(1) as f64).exp(),
-    }))
+    Ok(corpus::text_figures(&per, symbols))
 }
 
 pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> CliResult<()> {
@@ -153,15 +145,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
                     summary["test"] = text_figures(model, s, t)?;
                 }
             }
-            let warnings = if model.converged {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "the best initialisation did not converge in max_iter = {} iterations; increase \
-                     hmm.max_iter or hmm.tol",
-                    p.max_iter
-                )]
-            };
+            let warnings = exact::warn_unconverged(model.converged, p.max_iter, "hmm");
             Ok(Outcome {
                 model: serde_json::to_value(HmmJson::from(model))
                     .map_err(|e| CliError::runtime(format!("cannot serialise the model: {e}")))?,
@@ -190,9 +174,7 @@ fn sequences(
         let seqs = from_symbols(loaded, &symbols, vocab.len())?;
         return Ok((seqs, Some(symbols)));
     }
-    let mut config = loaded.config.data.clone();
-    config.labels_path = None;
-    let rows = config.load_optional_labels()?;
+    let rows = exact::rows(loaded)?;
     let emission = match model.parameters.emissions() {
         emvae_em::hmm::Emissions::Gaussian(_) => Emission::Gaussian,
         emvae_em::hmm::Emissions::Categorical(_) => Emission::Categorical,

@@ -1,13 +1,12 @@
 //! `emvae` commands for probabilistic PCA and factor analysis (`x = W z + mu + eps`): `train` by EM (or
 //! SQUAREM), `eval`, `sample` (with the z each row came from) and `encode` (the exact posterior of z).
 
-use emvae_core::data::Dataset;
 use emvae_em::linear::{LinearGaussian, LinearGaussianJson};
 use serde_json::json;
 
 use crate::args::{EncodeArgs, EvalArgs, SampleArgs};
 use crate::error::{CliError, CliResult};
-use crate::exact::{self, Drawn, Job, Outcome, load_model};
+use crate::exact::{self, Drawn, Job, Outcome, load_model, rows};
 use crate::mixtures::em_error;
 use crate::output::{RowWriter, num};
 use crate::runconfig::LoadedConfig;
@@ -53,15 +52,10 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         finish: Box::new(|model: &LinearGaussian| {
             let score = model.score(&data.x).map_err(error)?;
             let (bic, aic) = model.criteria(score, data.n_rows());
-            let warnings = if model.converged {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "the best initialisation did not converge in max_iter = {} iterations; increase \
-                     {key}.max_iter or {key}.tol, or set {key}.acceleration = \"squarem\"",
-                    p.max_iter
-                )]
-            };
+            let warnings = exact::warn_unconverged(model.converged, p.max_iter, key)
+                .into_iter()
+                .map(|w| format!("{w}, or set {key}.acceleration = \"squarem\""))
+                .collect();
             Ok(Outcome {
                 model: serde_json::to_value(LinearGaussianJson::from(model))
                     .map_err(|e| CliError::runtime(format!("cannot serialise the model: {e}")))?,
@@ -91,13 +85,6 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         }),
     };
     exact::train(target, force, stop_after, job)
-}
-
-/// The rows of `eval` / `encode`: the run's data or `--data` (labels are not used).
-fn rows(loaded: &LoadedConfig) -> CliResult<Dataset> {
-    let mut config = loaded.config.data.clone();
-    config.labels_path = None;
-    Ok(config.load_optional_labels()?)
 }
 
 pub fn eval(args: &EvalArgs) -> CliResult<()> {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::args::{EvalArgs, PredictArgs, SampleArgs};
 use crate::corpus::{self, Symbols};
 use crate::error::{CliError, CliResult};
-use crate::exact::{self, Drawn, Job, Outcome, load_model};
+use crate::exact::{self, Drawn, Job, Outcome, load_model, rows};
 use crate::runconfig::{LoadedConfig, ModelKind};
 use crate::runs::{TrainTarget, open_run, open_run_data};
 
@@ -29,17 +29,6 @@ pub fn em_error(loaded: &LoadedConfig, e: EmError) -> CliError {
             exact::CHECKPOINT_FILE
         )),
         EmError::Observer(inner) => CliError::runtime(inner),
-    }
-}
-
-fn warn_unconverged(converged: bool, max_iter: usize, key: &str) -> Vec<String> {
-    if converged {
-        Vec::new()
-    } else {
-        vec![format!(
-            "the best initialisation did not converge in max_iter = {max_iter} iterations; increase \
-             {key}.max_iter or {key}.tol"
-        )]
     }
 }
 
@@ -119,7 +108,7 @@ fn train_bernoulli(target: &TrainTarget, force: bool, stop_after: Option<usize>)
                     "converged": model.converged,
                     "best_restart": model.best_restart,
                 }),
-                warnings: warn_unconverged(model.converged, p.max_iter, "bernoulli_mixture"),
+                warnings: exact::warn_unconverged(model.converged, p.max_iter, "bernoulli_mixture"),
                 headline: format!(
                     "log-likelihood {score:.6}, {} iterations, converged: {}",
                     model.n_iter, model.converged
@@ -139,15 +128,7 @@ fn text_figures(
     let per_doc = model
         .score_samples(docs)
         .map_err(|e| CliError::runtime(e.to_string()))?;
-    let total: f64 = per_doc.iter().sum();
-    let tokens = symbols.n_tokens();
-    Ok(json!({
-        "sentences": per_doc.len(),
-        "tokens": tokens,
-        "oov": symbols.oov,
-        "nll_per_sentence": -total / per_doc.len().max(1) as f64,
-        "perplexity": (-total / tokens.max(1) as f64).exp(),
-    }))
+    Ok(corpus::text_figures(&per_doc, symbols))
 }
 
 fn train_multinomial(
@@ -253,7 +234,11 @@ fn train_multinomial(
             Ok(Outcome {
                 model: to_value(&MultinomialMixtureJson::from(model))?,
                 summary,
-                warnings: warn_unconverged(model.converged, p.max_iter, "multinomial_mixture"),
+                warnings: exact::warn_unconverged(
+                    model.converged,
+                    p.max_iter,
+                    "multinomial_mixture",
+                ),
                 headline: format!(
                     "log-likelihood {score:.6} per document, {} iterations, converged: {}",
                     model.n_iter, model.converged
@@ -273,18 +258,10 @@ fn documents(loaded: &LoadedConfig, run: &RunDir) -> CliResult<(BagOfWords, Opti
                 .map_err(|e| em_error(loaded, e.into()))?;
         Ok((docs, Some(symbols)))
     } else {
-        let mut config = loaded.config.data.clone();
-        config.labels_path = None;
-        let data = config.load_optional_labels()?;
+        let data = rows(loaded)?;
         let docs = BagOfWords::from_dataset(&data).map_err(|e| em_error(loaded, e.into()))?;
         Ok((docs, None))
     }
-}
-
-fn rows(loaded: &LoadedConfig) -> CliResult<Dataset> {
-    let mut config = loaded.config.data.clone();
-    config.labels_path = None;
-    Ok(config.load_optional_labels()?)
 }
 
 pub fn eval(args: &EvalArgs) -> CliResult<()> {
