@@ -74,6 +74,18 @@ pub enum Command {
                             --to \"the film was wonderful\" --steps 8"
     )]
     Interpolate(InterpolateArgs),
+    /// Text model with a label latent: q(y | x) and the model's p(y | x) per sentence (JSON lines), and
+    /// the accuracy where the corpus has labels.
+    #[command(
+        after_help = "Example:\n  emvae classify --run runs/text-ssvae-mr --text ../shared/data/mr/mr.test.tsv"
+    )]
+    Classify(ClassifyArgs),
+    /// Text model with a label latent: encode each sentence's z and decode it with another class y
+    /// (the content kept, the label changed).
+    #[command(
+        after_help = "Example:\n  emvae transfer --run runs/text-ssvae-synthetic --text sentences.txt --label neg"
+    )]
+    Transfer(ReconstructArgs),
     /// Pictures of a run (PNG and SVG) and its self-contained report.html.
     #[command(
         after_help = "Examples:\n  emvae plot --run runs/gmm-full\n  emvae plot --run runs/vae-synthetic --out figures\n\n\
@@ -177,6 +189,17 @@ pub struct EncodeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub encode: EncodeArgs,
+    /// Draws of z from the guide for the model's posterior p(y | x) (importance sampling).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub samples: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct ReconstructArgs {
     #[command(flatten)]
     pub encode: EncodeArgs,
@@ -200,6 +223,10 @@ pub struct DecodingArgs {
     /// Text: longest generated sentence, in words.
     #[arg(long, default_value_t = 50)]
     pub max_words: usize,
+    /// Text model with a label latent ([text.label]): the class y to decode with (default: sample and
+    /// decode draw y from p(y); reconstruct and interpolate take the guide's most probable class).
+    #[arg(long)]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ mod progress;
 mod runconfig;
 mod runs;
 mod text;
+mod text_label;
 mod vae;
 
 use std::process::ExitCode;
@@ -134,6 +135,9 @@ fn run(command: Command) -> CliResult<()> {
             }
         },
         Command::Sample(args) => match model_of(&args.run)? {
+            kind if kind != ModelKind::Text && args.decoding.label.is_some() => Err(
+                CliError::user("--label applies to text models with a label latent ([text.label])"),
+            ),
             ModelKind::Gmm => gmm::sample(&args),
             ModelKind::Vae => vae::sample(&args),
             ModelKind::Text => text::sample(&args),
@@ -158,6 +162,18 @@ fn run(command: Command) -> CliResult<()> {
             ModelKind::Text => text::interpolate(&args),
             _ => Err(CliError::user(
                 "interpolate applies to text models (for an MLP VAE, decode codes of your choice)",
+            )),
+        },
+        Command::Classify(args) => match model_of(&args.encode.run.run)? {
+            ModelKind::Text => text_label::classify(&args),
+            _ => Err(CliError::user(
+                "classify applies to text models with a label latent ([text.label]); for mixtures use predict",
+            )),
+        },
+        Command::Transfer(args) => match model_of(&args.encode.run.run)? {
+            ModelKind::Text => text_label::transfer(&args),
+            _ => Err(CliError::user(
+                "transfer applies to text models with a label latent ([text.label])",
             )),
         },
         Command::Generate(args) => generate::generate(&args),

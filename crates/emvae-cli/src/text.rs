@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use emvae_core::run::RunDir;
 use emvae_text::batch::TextData;
 use emvae_text::corpus::{Corpus, CorpusOptions, parse_corpus, parse_sentence, read_corpus};
-use emvae_text::grammar::{GrammarSpec, LabelFactor, generate, to_lines};
+use emvae_text::grammar::{GrammarSpec, generate_kind, to_lines};
 use emvae_text::inference::{Decoding, decode, encode, homotopy, latent_tensor};
 use emvae_text::vocab::Vocab;
 use emvae_text::{TextDataset, TextError, TextTrainer, TextVae, TextVaeConfig};
@@ -26,6 +26,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::RowWriter;
 use crate::runconfig::LoadedConfig;
 use crate::runs::{TrainTarget, already_complete, open_run, read_checkpoint};
+use crate::text_label;
 use crate::vae::{
     CHECKPOINT_FILE, MODEL_FILE, amortized_error, device, read_model_bytes, resume_error,
     run_training,
@@ -64,11 +65,14 @@ fn load_corpora(loaded: &LoadedConfig) -> CliResult<Corpora> {
     let opts = corpus_options(config);
     let err = |e| text_error(loaded, e);
     if let Some(g) = &config.generated {
-        let sentences = generate(&GrammarSpec {
-            n_sentences: g.n_sentences + g.n_held_out,
-            seed: g.seed,
-        });
-        let text = to_lines(&sentences, LabelFactor::Both);
+        let sentences = generate_kind(
+            g.grammar,
+            &GrammarSpec {
+                n_sentences: g.n_sentences + g.n_held_out,
+                seed: g.seed,
+            },
+        );
+        let text = to_lines(&sentences, g.labels);
         let all = parse_corpus(text.as_bytes(), Path::new("<generated>"), &opts).map_err(err)?;
         if g.n_held_out == 0 {
             return Ok(Corpora {
@@ -140,18 +144,24 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         )
     };
     config.vocab_size = vocab.len();
-    let labels = label_names(
-        &[&corpora.train]
-            .into_iter()
-            .chain(&corpora.test)
-            .collect::<Vec<_>>(),
-    );
+    // A label latent's classes are the config's: a corpus label outside them is an error naming its line.
+    let labels = match &config.label {
+        Some(l) => l.classes.clone(),
+        None => label_names(
+            &[&corpora.train]
+                .into_iter()
+                .chain(&corpora.test)
+                .collect::<Vec<_>>(),
+        ),
+    };
     let err = |e| text_error(loaded, e);
-    let (train_data, train_oov) = TextData::new(&corpora.train, &vocab, &labels).map_err(err)?;
+    let train_data = TextData::new(&corpora.train, &vocab, &labels).map_err(err)?;
     let test_data = match &corpora.test {
         Some(c) => Some(TextData::new(c, &vocab, &labels).map_err(err)?),
         None => None,
     };
+    let ((train_data, train_oov), test_data, hidden) =
+        text_label::hide_labels(&config, seed, train_data, test_data);
     let v = vocab.len();
     let n_tokens_train = train_data.n_tokens(&(0..train_data.len()).collect::<Vec<_>>());
     let train = TextDataset::training(train_data, v, seed);
@@ -215,12 +225,14 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let model = trainer.model.valid();
     let plain = device.clone().without_autodiff();
     let z = sample_prior(model.prior(), 5, seed, &plain);
+    let z = model.condition(z, &text_label::prior_classes(&model, 5, seed));
     let samples: Vec<String> = decode(&model, z, Decoding::Greedy, 50)
         .iter()
         .map(|ids| vocab.decode(ids).join(" "))
         .collect();
     let s = &trainer.state;
     let nll = diag.iw.map(|w| w.nll);
+    let classification = text_label::scores(&config, &model, &trainer, &hidden, &plain, seed);
     let summary = json!({
         "model": "text",
         "architecture": {
@@ -254,6 +266,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         "iw_nll_std_err": diag.iw.map(|w| w.std_err),
         "perplexity": nll.map(|n| (n * eval_set.len() as f64 / eval_tokens.max(1) as f64).exp()),
         "greedy_samples": samples,
+        "classification": classification,
         "backend": backend,
         "seed": seed,
     });
@@ -266,15 +279,15 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
 }
 
 /// A trained text model of a run directory with its vocabulary.
-struct Trained {
-    loaded: LoadedConfig,
-    run: RunDir,
-    vocab: Vocab,
-    model: TextVae,
-    device: Device,
+pub(crate) struct Trained {
+    pub loaded: LoadedConfig,
+    pub run: RunDir,
+    pub vocab: Vocab,
+    pub model: TextVae,
+    pub device: Device,
 }
 
-fn open_trained(
+pub(crate) fn open_trained(
     dir: &Path,
     best: bool,
     backend: Option<crate::backend::Backend>,
@@ -302,7 +315,11 @@ fn open_trained(
     })
 }
 
-fn decoding_of(args: &DecodingArgs, sampling_default: bool, seed: u64) -> CliResult<Decoding> {
+pub(crate) fn decoding_of(
+    args: &DecodingArgs,
+    sampling_default: bool,
+    seed: u64,
+) -> CliResult<Decoding> {
     if let Some(b) = args.beam {
         if b == 0 {
             return Err(CliError::user("--beam: the width must be at least 1"));
@@ -330,7 +347,7 @@ fn decoding_of(args: &DecodingArgs, sampling_default: bool, seed: u64) -> CliRes
 }
 
 /// The sentences a command reads: `--text FILE`, else the run's held-out (or training) sentences.
-fn command_sentences(
+pub(crate) fn command_sentences(
     t: &Trained,
     text: Option<&Path>,
 ) -> CliResult<(Corpus, TextData, Vec<Vec<String>>)> {
@@ -451,19 +468,27 @@ fn read_latents(path: &Path, latent: usize) -> CliResult<Vec<Vec<f64>>> {
     Ok(rows)
 }
 
-fn write_sentences(
+/// Decodes codes `z` (with classes `classes` of y for a model with a label latent) and writes one row
+/// per sentence, with `extra(i)`'s fields.
+pub(crate) fn write_sentences(
     t: &Trained,
     z: &[Vec<f64>],
+    classes: &[usize],
     decoding: Decoding,
     max_words: usize,
     extra: impl Fn(usize) -> serde_json::Value,
     out: &crate::args::OutputArgs,
 ) -> CliResult<()> {
-    let ids = decode(&t.model, latent_tensor(z, &t.device), decoding, max_words);
+    let c = t.model.condition(latent_tensor(z, &t.device), classes);
+    let ids = decode(&t.model, c, decoding, max_words);
+    let class_names = t.loaded.text().label.as_ref().map(|l| &l.classes);
     let mut w = RowWriter::new(out.format, &["index".into(), "text".into()]);
     for (i, s) in ids.iter().enumerate() {
         let text = words(&t.vocab, s);
         let mut j = json!({"index": i, "text": text, "z": z[i]});
+        if let (Some(names), Some(obj)) = (class_names, j.as_object_mut()) {
+            obj.insert("label".into(), json!(names[classes[i]]));
+        }
         if let (Some(obj), serde_json::Value::Object(more)) = (j.as_object_mut(), extra(i)) {
             obj.extend(more);
         }
@@ -487,9 +512,13 @@ pub fn sample(args: &SampleArgs) -> CliResult<()> {
         .chunks(l)
         .map(<[f64]>::to_vec)
         .collect();
+    let classes = text_label::classes_for(&t, rows.len(), &args.decoding, || {
+        Ok(text_label::prior_classes(&t.model, rows.len(), args.seed))
+    })?;
     write_sentences(
         &t,
         &rows,
+        &classes,
         decoding,
         args.decoding.max_words,
         |_| json!({}),
@@ -501,9 +530,13 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
     let t = open_trained(&args.run, args.best, args.backend)?;
     let z = read_latents(&args.z, t.model.shape.latent)?;
     let decoding = decoding_of(&args.decoding, false, 0)?;
+    let classes = text_label::classes_for(&t, z.len(), &args.decoding, || {
+        Err(text_label::label_needed(&t, "decode"))
+    })?;
     write_sentences(
         &t,
         &z,
+        &classes,
         decoding,
         args.decoding.max_words,
         |_| json!({}),
@@ -520,9 +553,13 @@ pub fn reconstruct(args: &ReconstructArgs) -> CliResult<()> {
     let l = t.model.shape.latent;
     let z: Vec<Vec<f64>> = mean.chunks(l).map(<[f64]>::to_vec).collect();
     let decoding = decoding_of(&args.decoding, false, 0)?;
+    let classes = text_label::classes_for(&t, z.len(), &args.decoding, || {
+        Ok(text_label::guide_classes(&t, &data))
+    })?;
     write_sentences(
         &t,
         &z,
+        &classes,
         decoding,
         args.decoding.max_words,
         |i| json!({"input": corpus.sentences[i].join(" "), "unknown_words": unknown[i]}),
@@ -574,9 +611,18 @@ pub fn interpolate(args: &InterpolateArgs) -> CliResult<()> {
     let decoding = decoding_of(&args.decoding, false, 0)?;
     let steps = args.steps;
     let unknown: Vec<String> = ends.iter().flat_map(|(_, u)| u.clone()).collect();
+    let classes = text_label::classes_for(&t, z.len(), &args.decoding, || {
+        // The class the guide gives the first sentence, along the whole line.
+        let first = text_label::guide_classes(&t, &data)
+            .first()
+            .copied()
+            .unwrap_or(0);
+        Ok(vec![first; steps])
+    })?;
     write_sentences(
         &t,
         &z,
+        &classes,
         decoding,
         args.decoding.max_words,
         |i| json!({"t": i as f64 / (steps - 1) as f64, "unknown_words": unknown}),

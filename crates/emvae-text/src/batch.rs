@@ -82,6 +82,45 @@ impl TextData {
         self.sentences.is_empty()
     }
 
+    /// The data with the labels of all but `fraction` of each class's labelled sentences hidden (at
+    /// least one kept per class), the kept ones drawn from `seed`; and the labels before hiding.
+    pub fn hide_labels(&self, fraction: f64, seed: u64) -> (TextData, Vec<Option<u32>>) {
+        let all = self
+            .labels
+            .clone()
+            .unwrap_or_else(|| vec![None; self.len()]);
+        let mut kept = vec![None; all.len()];
+        for class in 0..self.label_names.len() as u32 {
+            let mut rows: Vec<usize> = (0..all.len()).filter(|&r| all[r] == Some(class)).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            rows.shuffle(&mut rng_for(seed, b"labelled-rows", u64::from(class)));
+            let n = ((fraction * rows.len() as f64).round() as usize).clamp(1, rows.len());
+            for &r in &rows[..n] {
+                kept[r] = Some(class);
+            }
+        }
+        let data = TextData {
+            labels: self.labels.as_ref().map(|_| kept),
+            ..self.clone()
+        };
+        (data, all)
+    }
+
+    /// The data without labels (what a model scores as `log p(x)`), and the labels.
+    pub fn without_labels(&self) -> (TextData, Vec<Option<u32>>) {
+        let all = self
+            .labels
+            .clone()
+            .unwrap_or_else(|| vec![None; self.len()]);
+        let data = TextData {
+            labels: None,
+            ..self.clone()
+        };
+        (data, all)
+    }
+
     /// Number of predicted tokens in `rows`: the words plus one `<eos>` per sentence.
     pub fn n_tokens(&self, rows: &[usize]) -> usize {
         rows.iter().map(|&r| self.sentences[r].len() + 1).sum()

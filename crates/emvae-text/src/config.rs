@@ -22,6 +22,7 @@ use emvae_vae::config::{
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::Overlong;
+use crate::grammar::{GrammarKind, LabelFactor};
 use crate::rnn::CellKind;
 
 fn default_hidden() -> usize {
@@ -120,6 +121,114 @@ pub struct GeneratedCorpus {
     pub n_held_out: usize,
     #[serde(default)]
     pub seed: u64,
+    /// Which factor labels the sentences (`both`: `sentiment-topic`, `sentiment`, `topic`, `none`).
+    #[serde(default = "default_factor")]
+    pub labels: LabelFactor,
+    /// The grammar: `reviews` (the default) or `sparse_sentiment`.
+    #[serde(default)]
+    pub grammar: GrammarKind,
+}
+
+fn default_factor() -> LabelFactor {
+    LabelFactor::Both
+}
+
+fn default_fraction() -> f64 {
+    1.0
+}
+
+fn default_classifier_weight() -> f64 {
+    100.0
+}
+
+/// Small: early in training the exact posterior is near uniform, and a large weight would hold the
+/// classifier there.
+fn default_posterior_weight() -> f64 {
+    0.1
+}
+
+/// A discrete latent y beside z (Kingma et al. 2014's M2): observed for the sentences whose label the
+/// corpus gives (and the run keeps), summed over exactly for the others.
+///
+/// ```toml
+/// [text.label]
+/// classes = ["neg", "pos"]
+/// labelled_fraction = 0.05   # keep 5% of the training labels (per class), hide the rest
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelLatentConfig {
+    /// The values of y, in the order of its one-hot code; the corpus's labels must be among them.
+    pub classes: Vec<String>,
+    /// Fraction of the training split's labelled sentences whose label is kept, drawn per class from
+    /// the run's seed; the hidden labels only score the model afterwards.
+    #[serde(default = "default_fraction")]
+    pub labelled_fraction: f64,
+    /// Weight of the classification loss `-log q(y | x)` per labelled sentence (Kingma et al.'s alpha,
+    /// 0.1 N on their summed objective; the loss here is a mean over sentences, so labelled ones,
+    /// being few, need a large weight to steer the classifier).
+    #[serde(default = "default_classifier_weight")]
+    pub classifier_weight: f64,
+    /// Weight of `KL(p(y | x, z) || q(y | x))` per unlabelled sentence: the classifier learns the
+    /// model's exact posterior over y where no label is given (0 trains it on the labels alone).
+    #[serde(default = "default_posterior_weight")]
+    pub posterior_weight: f64,
+}
+
+impl LabelLatentConfig {
+    /// Validates the table; keys relative to `[text]`.
+    pub fn check(&self) -> Result<(), InvalidParam> {
+        if self.classes.len() < 2 {
+            return Err(InvalidParam::new(
+                "label.classes",
+                format!("needs at least 2 classes, got {}", self.classes.len()),
+            ));
+        }
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.trim().is_empty() || c.trim() != c || c.contains('\t') {
+                return Err(InvalidParam::new(
+                    "label.classes",
+                    format!(
+                        "class {i} ({c:?}) must be a non-empty label without surrounding blanks or TABs"
+                    ),
+                ));
+            }
+            if self.classes[..i].contains(c) {
+                return Err(InvalidParam::new(
+                    "label.classes",
+                    format!("{c:?} is listed twice"),
+                ));
+            }
+        }
+        if !(self.labelled_fraction > 0.0 && self.labelled_fraction <= 1.0) {
+            return Err(InvalidParam::new(
+                "label.labelled_fraction",
+                format!("must be in (0, 1], got {}", self.labelled_fraction),
+            ));
+        }
+        for (key, w) in [
+            ("label.classifier_weight", self.classifier_weight),
+            ("label.posterior_weight", self.posterior_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(InvalidParam::new(
+                    key,
+                    format!("must be finite and at least 0, got {w}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of class `name`, or an error listing the classes.
+    pub fn class_index(&self, name: &str) -> Result<usize, String> {
+        self.classes.iter().position(|c| c == name).ok_or_else(|| {
+            format!(
+                "{name:?} is not a class of this model; its classes are {}",
+                self.classes.join(", ")
+            )
+        })
+    }
 }
 
 fn default_embedding() -> usize {
@@ -165,6 +274,9 @@ pub struct TextVaeConfig {
     /// Generate the corpus instead of reading `[data] path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated: Option<GeneratedCorpus>,
+    /// A partly observed discrete latent beside z (semi-supervised); `None`: z alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<LabelLatentConfig>,
     #[serde(default)]
     pub prior: PriorConfig,
     #[serde(default)]
@@ -198,6 +310,7 @@ impl Default for TextVaeConfig {
             max_length: None,
             overlong: default_overlong(),
             generated: None,
+            label: None,
             prior: PriorConfig::default(),
             objective: ObjectiveConfig::default(),
             estep: EStepConfig::default(),
@@ -223,6 +336,11 @@ impl TextVaeConfig {
     /// Whether the model has a latent code (else it is the language-model baseline).
     pub fn has_latent(&self) -> bool {
         self.latent > 0
+    }
+
+    /// Number of values of the label latent y (0 without one).
+    pub fn n_classes(&self) -> usize {
+        self.label.as_ref().map_or(0, |l| l.classes.len())
     }
 
     /// Validates everything that does not depend on the corpus; keys relative to `[text]`.
@@ -274,6 +392,15 @@ impl TextVaeConfig {
                 "a model without a latent code (latent = 0) has no E-step to choose",
             ));
         }
+        if let Some(label) = &self.label {
+            label.check()?;
+            if !self.has_latent() {
+                return Err(InvalidParam::new(
+                    "label",
+                    "a label latent sits beside z: set latent to at least 1",
+                ));
+            }
+        }
         check_training(
             &self.objective,
             &self.estep,
@@ -314,6 +441,7 @@ impl emvae_vae::ModelConfig for TextVaeConfig {
             &self.decoder,
             &self.conditioning,
             &self.prior,
+            self.label.as_ref().map(|l| &l.classes),
         ))
         .expect("configs serialise")
     }

@@ -123,6 +123,106 @@ pub fn generate(spec: &GrammarSpec) -> Vec<GeneratedSentence> {
     drafts.iter().map(render).collect()
 }
 
+/// Which grammar a generated corpus comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrammarKind {
+    /// [`generate`]: review-like sentences whose factors run through every word.
+    #[default]
+    Reviews,
+    /// [`generate_sparse_sentiment`]: the sentiment shows only in three words drawn from long lists.
+    SparseSentiment,
+}
+
+/// Sentence openers of [`generate_sparse_sentiment`], per sentiment.
+const SPARSE_OPENERS: [[&str; 8]; 2] = [
+    [
+        "sadly",
+        "alas",
+        "regrettably",
+        "unfortunately",
+        "honestly",
+        "frankly",
+        "bluntly",
+        "sigh",
+    ],
+    [
+        "happily",
+        "luckily",
+        "gladly",
+        "thankfully",
+        "wow",
+        "truly",
+        "joyfully",
+        "finally",
+    ],
+];
+/// Adjectives of [`generate_sparse_sentiment`], per sentiment.
+const SPARSE_ADJECTIVES: [[&str; 16]; 2] = [
+    [
+        "awful", "terrible", "dreadful", "poor", "bland", "dull", "clumsy", "tedious", "stale",
+        "weak", "messy", "boring", "grim", "sloppy", "lifeless", "cheap",
+    ],
+    [
+        "great",
+        "wonderful",
+        "amazing",
+        "excellent",
+        "lovely",
+        "superb",
+        "charming",
+        "brilliant",
+        "fresh",
+        "vivid",
+        "elegant",
+        "gripping",
+        "warm",
+        "stunning",
+        "delightful",
+        "clever",
+    ],
+];
+
+/// Sentences `opener , the noun was adj and adj .` with a uniform sentiment and topic: the topic picks
+/// the noun, the sentiment the opener and both adjectives, each from a long list, so that a few labelled
+/// sentences meet only some of a sentiment's words and the others are linked to them only through the
+/// unlabelled sentences they share with them. Fixed by `spec.seed`.
+pub fn generate_sparse_sentiment(spec: &GrammarSpec) -> Vec<GeneratedSentence> {
+    let mut rng = rng_for(spec.seed, b"sparse-sentiment", 0);
+    (0..spec.n_sentences)
+        .map(|_| {
+            let (sentiment, topic) = (rng.random_range(0..2), rng.random_range(0..4));
+            let adjectives = &SPARSE_ADJECTIVES[sentiment];
+            let first = rng.random_range(0..adjectives.len());
+            let second = (first + rng.random_range(1..adjectives.len())) % adjectives.len();
+            let words = [
+                SPARSE_OPENERS[sentiment][rng.random_range(0..8)],
+                ",",
+                "the",
+                NOUNS[topic][rng.random_range(0..4)],
+                "was",
+                adjectives[first],
+                "and",
+                adjectives[second],
+                ".",
+            ];
+            GeneratedSentence {
+                words: words.iter().map(|w| w.to_string()).collect(),
+                sentiment,
+                topic,
+            }
+        })
+        .collect()
+}
+
+/// The sentences of the grammar `kind`.
+pub fn generate_kind(kind: GrammarKind, spec: &GrammarSpec) -> Vec<GeneratedSentence> {
+    match kind {
+        GrammarKind::Reviews => generate(spec),
+        GrammarKind::SparseSentiment => generate_sparse_sentiment(spec),
+    }
+}
+
 /// The corpus text of `sentences`, one per line, as `label<TAB>sentence` unless `label` is `None`.
 pub fn to_lines(sentences: &[GeneratedSentence], label: LabelFactor) -> String {
     let mut out = String::new();

@@ -5,13 +5,16 @@
 //! padded batches, [`rnn`] holds fused LSTM and GRU cells, and [`grammar`] generates a corpus with known
 //! factors (sentiment, topic) for tests and examples.
 
+pub mod baseline;
 pub mod batch;
+pub mod classify;
 pub mod config;
 pub mod corpus;
 pub mod dataset;
 pub mod error;
 pub mod grammar;
 pub mod inference;
+pub mod label;
 pub mod model;
 pub mod rnn;
 pub mod vocab;

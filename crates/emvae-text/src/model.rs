@@ -32,6 +32,8 @@ pub struct SentenceEncoder {
     pub rnn: Rnn,
     pub mean: Linear,
     pub log_var: Linear,
+    /// q(y | x) of the label latent, on the sentence's mean embeddings (see [`crate::label`]).
+    pub classifier: Option<Linear>,
 }
 
 impl SentenceEncoder {
@@ -57,6 +59,11 @@ impl SentenceEncoder {
 pub struct Shape {
     /// Dimension of z (1, unused, for the language model).
     pub latent: usize,
+    /// Values of the label latent y (0: none); the decoder is conditioned on `[z, onehot(y)]`.
+    pub n_classes: usize,
+    /// Weights of the classifier's losses: labelled sentences, unlabelled ones.
+    pub classifier_weight: f64,
+    pub posterior_weight: f64,
     pub has_latent: bool,
     pub every_input: bool,
     pub dropout: f64,
@@ -85,6 +92,7 @@ impl TextVae {
         let rng = &mut rng;
         let l = config.latent.max(1);
         let has_latent = config.has_latent();
+        let k = config.n_classes();
         let e = config.embedding;
         let encoder = has_latent.then(|| {
             let enc = &config.encoder;
@@ -104,15 +112,18 @@ impl TextVae {
                 rnn,
                 mean: linear(width, l, rng, device),
                 log_var: linear(width, l, rng, device),
+                classifier: (k > 0).then(|| linear(2 * e, k, rng, device)),
             }
         });
         let dec = &config.decoder;
         let every_input = has_latent && config.conditioning.every_input;
         let embedding = embedding_table(vocab_size, e, rng, device);
-        let d_in = e + if every_input { l } else { 0 };
+        // The decoder's conditioning: z, and y one-hot beside it when there is a label latent.
+        let c = l + k;
+        let d_in = e + if every_input { c } else { 0 };
         let decoder = Rnn::new(dec.cell, d_in, dec.hidden, dec.layers, false, rng, device);
         let init_state = (has_latent && config.conditioning.initial_state)
-            .then(|| linear(l, dec.layers * dec.hidden, rng, device));
+            .then(|| linear(c, dec.layers * dec.hidden, rng, device));
         let out = linear(dec.hidden, vocab_size, rng, device);
         let prior = Prior::from_config(&config.prior, l, rng, device);
         Self {
@@ -124,6 +135,9 @@ impl TextVae {
             prior,
             shape: Shape {
                 latent: l,
+                n_classes: k,
+                classifier_weight: config.label.as_ref().map_or(0.0, |x| x.classifier_weight),
+                posterior_weight: config.label.as_ref().map_or(0.0, |x| x.posterior_weight),
                 has_latent,
                 every_input,
                 dropout: config.dropout,
@@ -133,7 +147,8 @@ impl TextVae {
         }
     }
 
-    /// The decoder's initial states for latent codes `z` `[N, latent]` (zeros without conditioning).
+    /// The decoder's initial states for conditioning rows `z` `[N, latent]`, or `[N, latent + classes]`
+    /// with a label latent (see [`TextVae::condition`]); zeros without conditioning.
     pub fn initial_states(&self, z: &Tensor<2>) -> Vec<RnnState> {
         let n = z.dims()[0];
         let (kind, h, layers) = (
@@ -167,14 +182,14 @@ impl TextVae {
         }
     }
 
-    /// Decoder inputs: the embeddings of `ids` `[N, T]`, with z `[N, latent]` beside each when the
-    /// model conditions every input.
+    /// Decoder inputs: the embeddings of `ids` `[N, T]`, with the conditioning `z` `[N, c]` beside each
+    /// when the model conditions every input.
     fn decoder_inputs(&self, ids: Tensor<2, Int>, z: &Tensor<2>, noise: Option<u64>) -> Tensor<3> {
         let [n, t] = ids.dims();
         let emb = burn::tensor::module::embedding(self.embedding.val(), ids);
         let emb = dropout(emb, self.shape.dropout, noise, b"dropout-input");
         if self.shape.every_input {
-            let l = self.shape.latent;
+            let l = z.dims()[1];
             let zs = z.clone().reshape([n, 1, l]).expand([n, t, l]);
             Tensor::cat(vec![emb, zs], 2)
         } else {
@@ -197,7 +212,8 @@ impl TextVae {
         (self.out.forward(h), states)
     }
 
-    /// `log p(x | z)` per row for `z` `[S * B, latent]` (sample-major) and the batch `x`.
+    /// `log p(x | c)` per row for the decoder's conditioning `c` `[S * B, c]` (sample-major; z, or
+    /// `[z, onehot(y)]` with a label latent) and the batch `x`.
     pub fn sentence_log_prob(&self, x: &TextBatch, z: Tensor<2>, samples: usize) -> Tensor<1> {
         let tb = &x.tokens;
         let [b, t] = tb.tokens.dims();
@@ -312,7 +328,25 @@ impl AmortizedModel for TextVae {
     }
 
     fn log_likelihood(&self, x: &TextBatch, z: Tensor<2>, samples: usize) -> Tensor<1> {
-        self.sentence_log_prob(x, z, samples)
+        if self.shape.n_classes == 0 {
+            self.sentence_log_prob(x, z, samples)
+        } else {
+            self.labelled_log_likelihood(x, z, samples, false).0
+        }
+    }
+
+    fn log_likelihood_and_guide_loss(
+        &self,
+        x: &TextBatch,
+        z: Tensor<2>,
+        samples: usize,
+    ) -> (Tensor<1>, Option<Tensor<1>>) {
+        if self.shape.n_classes == 0 {
+            (self.sentence_log_prob(x, z, samples), None)
+        } else {
+            let (lik, loss) = self.labelled_log_likelihood(x, z, samples, true);
+            (lik, loss)
+        }
     }
 
     fn prior(&self) -> &Prior {

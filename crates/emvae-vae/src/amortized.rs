@@ -82,6 +82,17 @@ pub trait AmortizedModel: Module + Sync + 'static {
     /// `log p(x | z)` per row `[samples * batch]` for latent codes `z` `[samples * batch, latent]`,
     /// sample-major (row `s * batch + i` belongs to data row `i`).
     fn log_likelihood(&self, x: &Self::Batch, z: Tensor<2>, samples: usize) -> Tensor<1>;
+    /// [`Self::log_likelihood`] with the guide's own training loss per row `[batch]`, for a model whose
+    /// guide has a part the bound does not train (the classifier q(y | x) of a partly observed discrete
+    /// latent). The default has none.
+    fn log_likelihood_and_guide_loss(
+        &self,
+        x: &Self::Batch,
+        z: Tensor<2>,
+        samples: usize,
+    ) -> (Tensor<1>, Option<Tensor<1>>) {
+        (self.log_likelihood(x, z, samples), None)
+    }
     /// The prior p(z).
     fn prior(&self) -> &Prior;
     /// Gradients of the guide's parameters only (from a backward pass through the whole model).

@@ -7,6 +7,9 @@
 //!   log p(z_s)`;
 //! - IWAE: `log 1/S sum_s exp(log p(x | z_s) + log p(z_s) - log q(z_s | x))` (Burda et al. 2015), a
 //!   tighter bound that tends to `log p(x)` as `S` grows.
+//!
+//! A model whose guide has a part the bound does not train adds that part's loss (see
+//! [`AmortizedModel::log_likelihood_and_guide_loss`]).
 
 use burn::tensor::Tensor;
 use emvae_core::tensor::log_sum_exp;
@@ -82,7 +85,7 @@ pub fn batch_terms<M: AmortizedModel>(
     let s = spec.samples;
     let batch = q.mean.dims()[0];
     let z = q.sample(eps.clone(), s);
-    let log_lik = model.log_likelihood(x, z.clone(), s);
+    let (log_lik, guide_loss) = model.log_likelihood_and_guide_loss(x, z.clone(), s);
     let analytic = match spec.kl {
         KlEstimator::Analytic => true,
         KlEstimator::MonteCarlo => false,
@@ -121,6 +124,10 @@ pub fn batch_terms<M: AmortizedModel>(
                 .sub_scalar((s as f64).ln());
             (bound.clone().mean().neg(), bound)
         }
+    };
+    let loss = match guide_loss {
+        Some(extra) => loss + extra.mean(),
+        None => loss,
     };
     BatchTerms {
         loss,
