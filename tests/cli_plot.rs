@@ -212,7 +212,7 @@ fn linear_gaussian_and_hmm_runs() {
 }
 
 #[test]
-fn text_run_kl_bars_and_sentence_tables() {
+fn text_run_latent_map_kl_bars_and_sentence_tables() {
     let t = tempdir();
     let config = "model = \"text\"\n[text]\nlatent = 4\nembedding = 16\n[text.generated]\n\
                   n_sentences = 300\nn_held_out = 60\n[text.encoder]\ncell = \"lstm\"\nhidden = 16\n\
@@ -222,6 +222,22 @@ fn text_run_kl_bars_and_sentence_tables() {
     let run = t.path().join("run");
     check_picture(&run, "curves", &["KL weight", "optimisation step"]);
     check_picture(&run, "kl", &["latent dimension", "z3"]);
-    let html = check_report(&run, 2);
-    assert!(html.contains("Samples from the prior (greedy decoding)"));
+    // The generated corpus is labelled `sentiment-topic`: the latent map's legend names the labels.
+    check_picture(
+        &run,
+        "latent",
+        &["Posterior means (held-out rows)", "neg-food", "pos-sport"],
+    );
+    let html = check_report(&run, 3);
+    for table in [
+        "Samples from the prior (greedy decoding)",
+        "Reconstructions",
+        "Interpolation between two sentences",
+    ] {
+        assert!(html.contains(table), "{table}");
+    }
+    assert!(
+        html.contains(" =&gt; ") || html.contains(" => "),
+        "input => output rows"
+    );
 }

@@ -28,6 +28,7 @@ mod runconfig;
 mod runs;
 mod text;
 mod text_label;
+mod text_view;
 mod vae;
 
 use std::process::ExitCode;

@@ -134,6 +134,11 @@ pub fn make(dir: &Path, out: &Path, report_path: &Path) -> CliResult<Made> {
             Err(e) => wanted.push(("latent", "", Err(e))),
         },
         ModelKind::Text => {
+            wanted.push((
+                "latent",
+                "Posterior means of sentences (coloured by label where the corpus has labels) beside samples from the prior",
+                crate::text_view::latent_view(dir).map(|v| vae_latent(&v, kl.as_deref())),
+            ));
             wanted.push(("kl", "KL divergence per latent dimension (held-out)", Ok(kl_bars(kl.as_deref()))));
         }
         ModelKind::BernoulliMixture | ModelKind::MultinomialMixture | ModelKind::Hmm => {}
@@ -396,7 +401,11 @@ fn vae_latent(view: &crate::vae::VaeView, kl: Option<&[f64]>) -> Option<PictureO
             let k = labels.iter().flatten().max().map_or(0, |m| m + 1);
             let mut groups: Vec<PointGroup> = (0..k)
                 .map(|j| PointGroup {
-                    name: format!("label {j}"),
+                    name: view
+                        .label_names
+                        .as_ref()
+                        .and_then(|n| n.get(j).cloned())
+                        .unwrap_or_else(|| format!("label {j}")),
                     points: Vec::new(),
                 })
                 .collect();

@@ -48,9 +48,9 @@ fn vae_error(loaded: &LoadedConfig, e: VaeError) -> CliError {
 }
 
 /// The training corpus and the held-out one.
-struct Corpora {
-    train: Corpus,
-    test: Option<Corpus>,
+pub(crate) struct Corpora {
+    pub train: Corpus,
+    pub test: Option<Corpus>,
 }
 
 fn corpus_options(config: &TextVaeConfig) -> CorpusOptions {
@@ -60,7 +60,7 @@ fn corpus_options(config: &TextVaeConfig) -> CorpusOptions {
     }
 }
 
-fn load_corpora(loaded: &LoadedConfig) -> CliResult<Corpora> {
+pub(crate) fn load_corpora(loaded: &LoadedConfig) -> CliResult<Corpora> {
     let config = loaded.text();
     let opts = corpus_options(config);
     let err = |e| text_error(loaded, e);
@@ -233,6 +233,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let s = &trainer.state;
     let nll = diag.iw.map(|w| w.nll);
     let classification = text_label::scores(&config, &model, &trainer, &hidden, &plain, seed);
+    let shown = crate::text_view::shown_sentences(&model, &vocab, &eval_set.data, &plain);
     let summary = json!({
         "model": "text",
         "architecture": {
@@ -266,6 +267,8 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         "iw_nll_std_err": diag.iw.map(|w| w.std_err),
         "perplexity": nll.map(|n| (n * eval_set.len() as f64 / eval_tokens.max(1) as f64).exp()),
         "greedy_samples": samples,
+        "reconstructions": shown.reconstructions,
+        "interpolation": shown.interpolation,
         "classification": classification,
         "backend": backend,
         "seed": seed,
@@ -379,7 +382,7 @@ pub(crate) fn command_sentences(
     Ok((corpus, data, unknown))
 }
 
-fn words(vocab: &Vocab, ids: &[u32]) -> String {
+pub(crate) fn words(vocab: &Vocab, ids: &[u32]) -> String {
     vocab.decode(ids).join(" ")
 }
 

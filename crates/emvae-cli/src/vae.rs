@@ -557,6 +557,8 @@ pub(crate) struct VaeView {
     /// Row-major `[n, latent]`.
     pub means: Vec<f64>,
     pub labels: Option<Vec<Option<usize>>>,
+    /// Names of the labels' values, where known (else "label j").
+    pub label_names: Option<Vec<String>>,
     /// Row-major `[m, latent]`.
     pub prior: Vec<f64>,
     pub inputs: Vec<Vec<f64>>,
@@ -565,7 +567,7 @@ pub(crate) struct VaeView {
 }
 
 /// Rows of the latent map at most; images of each grid.
-const VIEW_ROWS: usize = 2000;
+pub(crate) const VIEW_ROWS: usize = 2000;
 const VIEW_IMAGES: usize = 16;
 
 pub(crate) fn view(dir: &std::path::Path) -> CliResult<VaeView> {
@@ -607,6 +609,7 @@ pub(crate) fn view(dir: &std::path::Path) -> CliResult<VaeView> {
         latent: l,
         split,
         labels: set.labels.map(|ls| ls[..n].to_vec()),
+        label_names: None,
         means,
         prior,
         inputs,
