@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Out, emvae, tempdir};
+use common::{Out, assert_user_error, emvae, json_lines, tempdir};
 
 /// Words of each sentiment in the `sparse_sentiment` grammar (a subset: openers and adjectives).
 const NEG: [&str; 12] = [
@@ -41,24 +41,6 @@ fn config(label: &str) -> String {
 }
 
 const LABEL: &str = "[text.label]\nclasses = [\"neg\", \"pos\"]\nlabelled_fraction = 0.005\n";
-
-fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
-fn assert_user_error(out: &Out, what: &str, needles: &[&str]) {
-    assert_eq!(out.code, 2, "{what}: exit {} ({})", out.code, out.stderr);
-    assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
-    for n in needles {
-        assert!(
-            out.stderr.contains(n),
-            "{what}: `{n}` not in: {}",
-            out.stderr
-        );
-    }
-}
 
 /// Which sentiment's words a sentence holds: `Some(true)` positive only, `Some(false)` negative only.
 fn sentiment_of(text: &str) -> Option<bool> {

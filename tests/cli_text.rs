@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Out, emvae, tempdir};
+use common::{Out, assert_user_error, emvae, json_lines, tempdir};
 
 fn text_config(data: &str, extra: &str) -> String {
     format!(
@@ -26,18 +26,6 @@ fn train(d: &Path, name: &str, config: &str, extra_args: &[&str]) -> Out {
     let mut args = vec!["-q", "train", "--config", &cfg, "--out", &out];
     args.extend_from_slice(extra_args);
     emvae(d, &args)
-}
-
-fn assert_user_error(out: &Out, what: &str, needles: &[&str]) {
-    assert_eq!(out.code, 2, "{what}: exit {} ({})", out.code, out.stderr);
-    assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
-    for n in needles {
-        assert!(
-            out.stderr.contains(n),
-            "{what}: `{n}` not in: {}",
-            out.stderr
-        );
-    }
 }
 
 #[test]
@@ -156,12 +144,6 @@ fn text_bad_inputs_give_clear_errors_and_exit_2() {
     .unwrap();
     let out = emvae(d, &["encode", "--run", run]);
     assert_user_error(&out, "a damaged vocabulary", &["vocab.json"]);
-}
-
-fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 #[test]

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{emvae, tempdir};
-use serde_json::Value;
+use common::{emvae, json_lines, tempdir};
 
 const TARGETS: [&str; 8] = [
     "config",
@@ -20,13 +19,6 @@ const TARGETS: [&str; 8] = [
 ];
 
 const CASES: u64 = 3000;
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 #[test]
 fn every_loader_takes_mutated_inputs_without_a_panic() {

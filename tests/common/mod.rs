@@ -54,3 +54,25 @@ pub fn emvae(dir: &Path, args: &[&str]) -> Out {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Asserts a usage or input error: exit 2, no panic, and every `needles` in the message.
+#[allow(dead_code)] // not every test binary checks errors
+pub fn assert_user_error(out: &Out, what: &str, needles: &[&str]) {
+    assert_eq!(out.code, 2, "{what}: exit {} ({})", out.code, out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+    for n in needles {
+        assert!(
+            out.stderr.contains(n),
+            "{what}: `{n}` not in: {}",
+            out.stderr
+        );
+    }
+}
+
+/// The JSON objects of a command's JSON-lines output.
+#[allow(dead_code)] // not every test binary reads JSON lines
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}

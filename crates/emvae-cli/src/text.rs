@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use emvae_core::run::RunDir;
 use emvae_text::batch::TextData;
+use emvae_text::classify::guide_classes;
 use emvae_text::corpus::{Corpus, CorpusOptions, parse_corpus, parse_sentence, read_corpus};
 use emvae_text::grammar::{GrammarSpec, generate_kind, to_lines};
 use emvae_text::inference::{Decoding, decode, encode, homotopy, latent_tensor};
@@ -550,22 +551,37 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
 pub fn reconstruct(args: &ReconstructArgs) -> CliResult<()> {
     let e = &args.encode;
     let t = open_trained(&e.run.run, e.best, e.run.backend)?;
+    reencode(&t, args)
+}
+
+/// Encodes each sentence (posterior mean) and decodes it again: with `--label` as y where given (a
+/// transfer), else the guide's most probable class, which a model with a label latent reports as
+/// `from`.
+pub(crate) fn reencode(t: &Trained, args: &ReconstructArgs) -> CliResult<()> {
+    let e = &args.encode;
     let (corpus, data, unknown) =
-        command_sentences(&t, e.text.as_deref().or(e.run.data.as_deref()))?;
+        command_sentences(t, e.text.as_deref().or(e.run.data.as_deref()))?;
     let (mean, _) = encode(&t.model, &data, &t.device);
     let l = t.model.shape.latent;
     let z: Vec<Vec<f64>> = mean.chunks(l).map(<[f64]>::to_vec).collect();
     let decoding = decoding_of(&args.decoding, false, 0)?;
-    let classes = text_label::classes_for(&t, z.len(), &args.decoding, || {
-        Ok(text_label::guide_classes(&t, &data))
-    })?;
+    let guide = guide_classes(&t.model, &data, &t.device);
+    let classes = text_label::classes_for(t, z.len(), &args.decoding, || Ok(guide.clone()))?;
+    let names = t.loaded.text().label.as_ref().map(|l| &l.classes);
     write_sentences(
-        &t,
+        t,
         &z,
         &classes,
         decoding,
         args.decoding.max_words,
-        |i| json!({"input": corpus.sentences[i].join(" "), "unknown_words": unknown[i]}),
+        |i| {
+            let mut row =
+                json!({"input": corpus.sentences[i].join(" "), "unknown_words": unknown[i]});
+            if let (Some(names), Some(obj)) = (names, row.as_object_mut()) {
+                obj.insert("from".into(), json!(names[guide[i]]));
+            }
+            row
+        },
         &e.out,
     )
 }
@@ -616,7 +632,7 @@ pub fn interpolate(args: &InterpolateArgs) -> CliResult<()> {
     let unknown: Vec<String> = ends.iter().flat_map(|(_, u)| u.clone()).collect();
     let classes = text_label::classes_for(&t, z.len(), &args.decoding, || {
         // The class the guide gives the first sentence, along the whole line.
-        let first = text_label::guide_classes(&t, &data)
+        let first = guide_classes(&t.model, &data, &t.device)
             .first()
             .copied()
             .unwrap_or(0);

@@ -7,7 +7,7 @@ use emvae_core::rng::rng_for;
 use emvae_text::baseline::BowLogistic;
 use emvae_text::batch::TextData;
 use emvae_text::classify::{accuracy, argmax, guide_probabilities, model_probabilities};
-use emvae_text::inference::{Decoding, decode, encode};
+use emvae_text::inference::{Decoding, decode};
 use emvae_text::{TextTrainer, TextVae, TextVaeConfig};
 use emvae_vae::AmortizedModel;
 use emvae_vae::inference::sample_prior;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::args::{ClassifyArgs, DecodingArgs, ReconstructArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::RowWriter;
-use crate::text::{Trained, command_sentences, decoding_of, open_trained, write_sentences};
+use crate::text::{Trained, command_sentences, open_trained, reencode};
 
 /// Importance samples of z behind the model's p(y | x) in a run's end-of-training scores.
 const SCORE_SAMPLES: usize = 10;
@@ -88,14 +88,6 @@ pub(crate) fn prior_classes(model: &TextVae, n: usize, seed: u64) -> Vec<usize> 
     }
     let mut rng = rng_for(seed, b"prior-classes", 0);
     (0..n).map(|_| rng.random_range(0..k)).collect()
-}
-
-/// The guide's most probable class per sentence.
-pub(crate) fn guide_classes(t: &Trained, data: &TextData) -> Vec<usize> {
-    guide_probabilities(&t.model, data, &t.device)
-        .iter()
-        .map(|p| if p.is_empty() { 0 } else { argmax(p) })
-        .collect()
 }
 
 /// The error of a decoding command that needs `--label`.
@@ -233,28 +225,7 @@ pub fn transfer(args: &ReconstructArgs) -> CliResult<()> {
             class_names(&t).join(", ")
         )));
     }
-    let (corpus, data, unknown) = labelled_sentences(&t, e)?;
-    let (mean, _) = encode(&t.model, &data, &t.device);
-    let l = t.model.shape.latent;
-    let z: Vec<Vec<f64>> = mean.chunks(l).map(<[f64]>::to_vec).collect();
-    let from = guide_classes(&t, &data);
-    let classes = classes_for(&t, z.len(), &args.decoding, || {
-        unreachable!("--label given")
-    })?;
-    let decoding = decoding_of(&args.decoding, false, 0)?;
-    let names = class_names(&t);
-    write_sentences(
-        &t,
-        &z,
-        &classes,
-        decoding,
-        args.decoding.max_words,
-        |i| {
-            json!({"input": corpus.sentences[i].join(" "), "from": names[from[i]],
-                   "unknown_words": unknown[i]})
-        },
-        &e.out,
-    )
+    reencode(&t, args)
 }
 
 /// What a run with a label latent scores at its end (`Null` without one): accuracies of q(y | x) and

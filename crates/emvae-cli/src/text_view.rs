@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use emvae_core::tensor::tensor_to_vec;
 use emvae_text::TextVae;
 use emvae_text::batch::TextData;
-use emvae_text::classify::{argmax, guide_probabilities};
+use emvae_text::classify::guide_classes;
 use emvae_text::inference::{Decoding, decode, encode, homotopy, latent_tensor};
 use emvae_text::vocab::Vocab;
 use emvae_vae::AmortizedModel;
@@ -30,14 +30,6 @@ pub(crate) struct Shown {
     pub interpolation: Vec<String>,
 }
 
-/// The guide's most probable class per sentence (zeros without a label latent).
-fn classes(model: &TextVae, data: &TextData, device: &Device) -> Vec<usize> {
-    guide_probabilities(model, data, device)
-        .iter()
-        .map(|p| if p.is_empty() { 0 } else { argmax(p) })
-        .collect()
-}
-
 pub(crate) fn shown_sentences(
     model: &TextVae,
     vocab: &Vocab,
@@ -59,7 +51,7 @@ pub(crate) fn shown_sentences(
     let l = model.shape.latent;
     let (mean, _) = encode(model, &first, device);
     let rows: Vec<Vec<f64>> = mean.chunks(l).map(<[f64]>::to_vec).collect();
-    let ys = classes(model, &first, device);
+    let ys = guide_classes(model, &first, device);
     let z = model.condition(latent_tensor(&rows, device), &ys);
     let reconstructions = decode(model, z, Decoding::Greedy, MAX_WORDS)
         .iter()

@@ -89,6 +89,14 @@ pub fn model_probabilities(
     out
 }
 
+/// The guide's most probable class per sentence of `data` (zeros without a label latent).
+pub fn guide_classes(model: &TextVae, data: &TextData, device: &Device) -> Vec<usize> {
+    guide_probabilities(model, data, device)
+        .iter()
+        .map(|p| if p.is_empty() { 0 } else { argmax(p) })
+        .collect()
+}
+
 /// Index of the largest entry.
 pub fn argmax(p: &[f64]) -> usize {
     let mut best = 0;
