@@ -137,6 +137,26 @@ pub(crate) fn padded_range(values: impl IntoIterator<Item = f64>) -> std::ops::R
     lo - 0.05 * span..hi + 0.05 * span
 }
 
+/// Draws a chart's legend in the style every picture shares (small text on a translucent white box with a
+/// grey border) at `position`.
+pub(crate) fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .position(position)
+        .draw()
+        .map_err(draw)
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Checks shared by the pictures' tests: the files are a PNG and an SVG of the expected size with

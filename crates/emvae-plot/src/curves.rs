@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::canvas::{FONT, Picture, padded_range, palette};
+use crate::canvas::{FONT, Picture, draw_legend, padded_range, palette};
 use crate::error::{PlotError, draw};
 
 /// One line of a panel.
@@ -124,14 +124,7 @@ fn draw_panel<DB: DrawingBackend>(
         }
     }
     if panel.series.len() > 1 {
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(draw)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::canvas::{FONT, Picture, padded_range, palette};
+use crate::canvas::{FONT, Picture, draw_legend, padded_range, palette};
 use crate::error::{PlotError, draw};
 
 /// One component's mean and covariance in the picture's two coordinates.
@@ -224,14 +224,7 @@ impl Picture for MixturePlot {
                 )))
                 .map_err(draw)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(draw)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::canvas::{FONT, Picture, padded_range, palette};
+use crate::canvas::{FONT, Picture, draw_legend, padded_range, palette};
 use crate::error::{PlotError, draw};
 
 /// Points drawn in one colour, named in the legend (a label, a component, "prior").
@@ -85,14 +85,7 @@ impl Picture for Scatter {
                     .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
             }
             if panel.groups.len() > 1 {
-                chart
-                    .configure_series_labels()
-                    .label_font((FONT, 12))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(RGBColor(200, 200, 200))
-                    .position(SeriesLabelPosition::UpperRight)
-                    .draw()
-                    .map_err(draw)?;
+                draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
             }
         }
         Ok(())
