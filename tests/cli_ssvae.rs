@@ -9,26 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::{Out, assert_user_error, emvae, json_lines, tempdir};
-
-/// Words of each sentiment in the `sparse_sentiment` grammar (a subset: openers and adjectives).
-const NEG: [&str; 12] = [
-    "awful", "terrible", "dreadful", "poor", "bland", "dull", "clumsy", "tedious", "stale", "weak",
-    "messy", "boring",
-];
-const POS: [&str; 12] = [
-    "great",
-    "wonderful",
-    "amazing",
-    "excellent",
-    "lovely",
-    "superb",
-    "charming",
-    "brilliant",
-    "fresh",
-    "vivid",
-    "elegant",
-    "gripping",
-];
+use emvae_text::grammar::{SPARSE_ADJECTIVES, SPARSE_OPENERS};
 
 fn config(label: &str) -> String {
     format!(
@@ -42,11 +23,15 @@ fn config(label: &str) -> String {
 
 const LABEL: &str = "[text.label]\nclasses = [\"neg\", \"pos\"]\nlabelled_fraction = 0.005\n";
 
-/// Which sentiment's words a sentence holds: `Some(true)` positive only, `Some(false)` negative only.
+/// Which sentiment's words (the grammar's openers and adjectives) a sentence holds: `Some(true)` positive only, `Some(false)` negative only.
 fn sentiment_of(text: &str) -> Option<bool> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let pos = words.iter().any(|w| POS.contains(w));
-    let neg = words.iter().any(|w| NEG.contains(w));
+    let has = |s: usize| {
+        words
+            .iter()
+            .any(|w| SPARSE_ADJECTIVES[s].contains(w) || SPARSE_OPENERS[s].contains(w))
+    };
+    let (neg, pos) = (has(0), has(1));
     match (pos, neg) {
         (true, false) => Some(true),
         (false, true) => Some(false),

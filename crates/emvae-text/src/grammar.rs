@@ -135,7 +135,7 @@ pub enum GrammarKind {
 }
 
 /// Sentence openers of [`generate_sparse_sentiment`], per sentiment.
-const SPARSE_OPENERS: [[&str; 8]; 2] = [
+pub const SPARSE_OPENERS: [[&str; 8]; 2] = [
     [
         "sadly",
         "alas",
@@ -158,7 +158,7 @@ const SPARSE_OPENERS: [[&str; 8]; 2] = [
     ],
 ];
 /// Adjectives of [`generate_sparse_sentiment`], per sentiment.
-const SPARSE_ADJECTIVES: [[&str; 16]; 2] = [
+pub const SPARSE_ADJECTIVES: [[&str; 16]; 2] = [
     [
         "awful", "terrible", "dreadful", "poor", "bland", "dull", "clumsy", "tedious", "stale",
         "weak", "messy", "boring", "grim", "sloppy", "lifeless", "cheap",
