@@ -78,6 +78,18 @@ fn bad_inputs() -> Vec<BadInput> {
          vec!["data.csv:4", "label 5 is out of range"]),
         ("missing data file", "model = \"gmm\"\n[data]\npath = \"absent.csv\"\n[gmm]\nn_components = 2\n".into(), GOOD_DATA, vec![],
          vec!["absent.csv", "cannot read data file"]),
+        ("sweep and a fixed number of components", gmm_config("[gmm.select]\nn_components = [1, 2]\n"), GOOD_DATA, vec![],
+         vec!["c.toml:5", "key `gmm.n_components`", "not both"]),
+        ("empty sweep", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm.select]\nn_components = []\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:5", "key `gmm.select.n_components`", "lists no candidate"]),
+        ("sweep with a repeated candidate", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm.select]\nn_components = [1, 2, 1]\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:5", "key `gmm.select.n_components`", "lists 1 twice"]),
+        ("unknown criterion", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm.select]\nn_components = [1, 2]\ncriterion = \"dic\"\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:6", "key `gmm.select.criterion`", "unknown variant `dic`"]),
+        ("sweep beyond the rows", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm.select]\nn_components = [1, 9]\n".into(), GOOD_DATA, vec![],
+         vec!["data.csv", "6 rows but n_components is 9"]),
+        ("no number of components", "model = \"gmm\"\n[data]\npath = \"data.csv\"\n[gmm]\ntol = 1e-3\n".into(), GOOD_DATA, vec![],
+         vec!["c.toml:4", "key `gmm.n_components`", "must be given", "[gmm.select]"]),
         ("collapsed covariance", gmm_config("reg_covar = 0.0\ncovariance_type = \"diag\"\n"), "x,y\n1.0,0.5\n1.0,0.7\n1.0,0.1\n2.0,0.3\n2.0,0.9\n2.0,0.2\n", vec![],
          vec!["not positive definite", "component", "increase gmm.reg_covar"]),
         ("wgpu backend not built", gmm_config(""), GOOD_DATA, vec!["--backend", "wgpu"],
@@ -454,6 +466,73 @@ fn resumed_training_ends_where_an_uninterrupted_run_ends() {
     let metrics = strip_seconds(read("whole/metrics.jsonl"));
     assert_eq!(metrics, strip_seconds(read("parts/metrics.jsonl")));
     assert_eq!(metrics.len(), 80);
+}
+
+/// A `[gmm.select]` sweep picks the generating number of components by BIC, reports every candidate, and
+/// a run stopped during the winner's refit resumes without sweeping again, ending where an uninterrupted
+/// run ends.
+#[test]
+fn a_component_sweep_selects_by_bic_and_resumes() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "c.toml",
+        "model = \"gmm\"\n[data.synthetic]\nn_samples = 1500\nn_features = 2\nn_components = 3\nseparation = 5.0\n\
+         [gmm]\nn_init = 2\ntol = 1e-6\n[gmm.select]\nn_components = [1, 2, 3, 4, 5, 6]\n\
+         covariance_types = [\"full\", \"spherical\"]\n",
+    );
+    let whole = emvae(
+        dir.path(),
+        &["train", "--config", "c.toml", "--out", "whole", "-q"],
+    );
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&read("whole/summary.json")).unwrap();
+    let selection = &summary["selection"];
+    let candidates = selection["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 12);
+    assert_eq!(selection["criterion"], "bic");
+    let best = &candidates[selection["best"].as_u64().unwrap() as usize];
+    assert_eq!(best["n_components"], 3, "{selection}");
+    assert_eq!(summary["n_components"], 3);
+    assert_eq!(summary["covariance_type"], best["covariance_type"]);
+    let min_bic = candidates
+        .iter()
+        .map(|c| c["bic"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(best["bic"].as_f64().unwrap(), min_bic);
+    // The refitted winner is the candidate the sweep scored.
+    assert_eq!(summary["bic"], best["bic"]);
+    let model: serde_json::Value = serde_json::from_str(&read("whole/model.json")).unwrap();
+    assert_eq!(
+        model["weights"].as_array().map(Vec::len),
+        Some(3),
+        "{model}"
+    );
+
+    let first = emvae(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            "c.toml",
+            "--out",
+            "parts",
+            "--stop-after",
+            "2",
+        ],
+    );
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(dir.path().join("parts/selection.json").exists());
+    assert!(!dir.path().join("parts/model.json").exists());
+    let second = emvae(dir.path(), &["train", "--out", "parts", "--resume"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("read from selection.json") && !second.stderr.contains("k =  1"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(read("whole/model.json"), read("parts/model.json"));
 }
 
 #[test]

@@ -122,6 +122,31 @@ fn train_writes_pictures_and_report_for_a_mixture() {
 }
 
 #[test]
+fn a_component_sweep_draws_bic_and_aic_against_the_number_of_components() {
+    let t = tempdir();
+    let config = GMM.replace(
+        "n_components = 3\nn_init = 2\n",
+        "n_init = 2\n[gmm.select]\nn_components = [1, 2, 3, 4, 5]\ncovariance_types = [\"full\", \"diag\"]\n",
+    );
+    train(t.path(), &config, &[]);
+    let run = t.path().join("run");
+    check_picture(
+        &run,
+        "selection",
+        &[
+            "number of components",
+            "BIC",
+            "AIC",
+            "full",
+            "diag",
+            "selected: 3 components",
+        ],
+    );
+    check_picture(&run, "mixture", &["component 2"]);
+    check_report(&run, 3);
+}
+
+#[test]
 fn mixture_of_three_features_on_principal_axes_and_plot_out() {
     let t = tempdir();
     train(

@@ -48,6 +48,13 @@ pub struct TrainObserver<'a> {
     totals: (f64, usize, usize),
 }
 
+impl TrainObserver<'_> {
+    /// The run directory, for files a fit writes beside its checkpoints (a sweep's selection).
+    pub fn run(&self) -> &RunDir {
+        self.run
+    }
+}
+
 impl<S: Serialize> EmObserver<S> for TrainObserver<'_> {
     fn on_iteration(
         &mut self,

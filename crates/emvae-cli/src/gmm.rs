@@ -7,7 +7,7 @@ use emvae_em::EmError;
 use emvae_em::driver;
 use emvae_em::gmm::{
     EmObserver, GaussianMixture, GaussianMixtureJson, GmmCheckpoint, GmmValidParams,
-    IterationRecord,
+    IterationRecord, Selection,
 };
 use serde_json::json;
 
@@ -59,6 +59,58 @@ impl EmObserver for TrainObserver<'_> {
     }
 }
 
+/// The run file of a `[gmm.select]` sweep's fitted candidates, written before the winner is refitted so
+/// that a resumed run skips the sweep.
+pub const SELECTION_FILE: &str = "selection.json";
+
+/// Runs a `[gmm.select]` sweep, or reads the one a previous session of this run wrote (when resuming),
+/// and returns it with the winner's parameters.
+fn sweep<'v>(
+    valid: &'v GmmValidParams,
+    data: &Dataset,
+    compute: &Compute,
+    observer: &TrainObserver<'_>,
+    resuming: bool,
+) -> Result<(Selection, &'v GmmValidParams), EmError> {
+    let run = observer.run();
+    let earlier = resuming
+        .then(|| std::fs::read(run.path(SELECTION_FILE)).ok())
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice::<Selection>(&bytes).ok())
+        .filter(|s| valid.selected(s).is_ok());
+    let selection = match earlier {
+        Some(s) => {
+            tracing::info!("the sweep's selection read from {SELECTION_FILE}");
+            s
+        }
+        None => {
+            let s = valid.select(data, compute, &mut |c| {
+                tracing::info!(
+                    "k = {:>2}, {:<9}: log-likelihood {:.6}, BIC {:.2}, AIC {:.2} ({} iterations)",
+                    c.n_components,
+                    c.covariance_type.name(),
+                    c.log_likelihood,
+                    c.bic,
+                    c.aic,
+                    c.n_iter
+                );
+            })?;
+            run.write_json(SELECTION_FILE, &s)
+                .map_err(|e| EmError::Observer(Box::new(e)))?;
+            s
+        }
+    };
+    let best = selection.best();
+    tracing::info!(
+        "{} selects {} components ({}); refitting it",
+        selection.criterion.name(),
+        best.n_components,
+        best.covariance_type
+    );
+    let winner = valid.selected(&selection)?;
+    Ok((selection, winner))
+}
+
 pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> CliResult<()> {
     let loaded = &target.loaded;
     let params = loaded.gmm_params();
@@ -75,10 +127,30 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         .map_err(|e| em_error(loaded, Some(&data), e))?;
     let (compute, backend) = compute(loaded, None)?;
     let p = valid.params();
+    let what = match &p.select {
+        None => format!(
+            "fitting a {}-component {} Gaussian mixture to",
+            p.n_components, p.covariance_type
+        ),
+        Some(s) => format!(
+            "selecting by {} among {:?} components ({}) a Gaussian mixture for",
+            s.criterion.name(),
+            s.n_components,
+            valid
+                .candidates()
+                .iter()
+                .map(|c| c.covariance_type().name())
+                .fold(Vec::new(), |mut v, t| {
+                    if !v.contains(&t) {
+                        v.push(t);
+                    }
+                    v
+                })
+                .join(", ")
+        ),
+    };
     let description = format!(
-        "fitting a {}-component {} Gaussian mixture to {} rows x {} features ({} labelled) from {} on {backend} ({})",
-        p.n_components,
-        p.covariance_type,
+        "{what} {} rows x {} features ({} labelled) from {} on {backend} ({})",
         data.n_rows(),
         data.n_cols(),
         data.n_labelled(),
@@ -86,12 +158,20 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         compute.precision,
     );
     let error = |e| em_error(loaded, Some(&data), e);
+    let selection = std::cell::RefCell::new(None);
     let job = Job {
         description,
         max_iter: p.max_iter,
         n_init: p.n_init,
         files: Vec::new(),
-        fit: Box::new(|observer, resume| valid.fit_with(&data, &compute, observer, resume)),
+        fit: Box::new(|observer, resume| {
+            if valid.selection_criterion().is_none() {
+                return valid.fit_with(&data, &compute, observer, resume);
+            }
+            let (s, winner) = sweep(&valid, &data, &compute, observer, resume.is_some())?;
+            selection.replace(Some(s));
+            winner.fit_with(&data, &compute, observer, resume)
+        }),
         error: &error,
         finish: Box::new(|model: &GaussianMixture| {
             let mut warnings: Vec<String> = model
@@ -107,13 +187,14 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
             }
             let score = model.score(&data.x, &compute).map_err(&error)?;
             let (bic, aic) = model.criteria(score, data.n_rows());
-            Ok(Outcome {
-                model: serde_json::to_value(GaussianMixtureJson::from(model))
-                    .map_err(|e| CliError::runtime(format!("cannot serialise the model: {e}")))?,
-                summary: json!({
+            let selection = selection.take();
+            let covariance_type = selection
+                .as_ref()
+                .map_or(p.covariance_type, |s| s.best().covariance_type);
+            let mut summary = json!({
                     "model": "gmm",
-                    "covariance_type": p.covariance_type,
-                    "n_components": p.n_components,
+                    "covariance_type": covariance_type,
+                    "n_components": model.n_components(),
                     "n_samples": data.n_rows(),
                     "n_features": data.n_cols(),
                     "n_labelled": data.n_labelled(),
@@ -128,12 +209,28 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
                     "best_restart": model.best_restart,
                     "backend": backend,
                     "precision": compute.precision,
-                }),
+            });
+            let mut headline = format!(
+                "log-likelihood {score:.6}, {} iterations, converged: {}",
+                model.n_iter, model.converged
+            );
+            if let Some(s) = selection {
+                headline = format!(
+                    "{} selected {} components ({}); {headline}",
+                    s.criterion.name(),
+                    model.n_components(),
+                    covariance_type
+                );
+                summary["selection"] = serde_json::to_value(&s).map_err(|e| {
+                    CliError::runtime(format!("cannot serialise the selection: {e}"))
+                })?;
+            }
+            Ok(Outcome {
+                model: serde_json::to_value(GaussianMixtureJson::from(model))
+                    .map_err(|e| CliError::runtime(format!("cannot serialise the model: {e}")))?,
+                summary,
                 warnings,
-                headline: format!(
-                    "log-likelihood {score:.6}, {} iterations, converged: {}",
-                    model.n_iter, model.converged
-                ),
+                headline,
             })
         }),
     };

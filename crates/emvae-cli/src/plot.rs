@@ -102,11 +102,20 @@ pub fn make(dir: &Path, out: &Path, report_path: &Path) -> CliResult<Made> {
         Ok(curves(&metrics).map(PictureOf::Curves)),
     )];
     match kind {
-        ModelKind::Gmm => wanted.push((
-            "mixture",
-            "Data coloured by most probable component, with each component's 1- and 2-sigma ellipses",
-            mixture(dir),
-        )),
+        ModelKind::Gmm => {
+            wanted.push((
+                "mixture",
+                "Data coloured by most probable component, with each component's 1- and 2-sigma ellipses",
+                mixture(dir),
+            ));
+            if let Some(selection) = summary.as_ref().and_then(|s| s.get("selection")) {
+                wanted.push((
+                    "selection",
+                    "BIC and AIC of the training rows against the number of components, one line per covariance type; the selected mixture marked (lower is better)",
+                    Ok(selection_curves(selection).map(PictureOf::Curves)),
+                ));
+            }
+        }
         ModelKind::Ppca | ModelKind::Fa => wanted.push((
             "latent",
             "Posterior means of the factors z (first two dimensions)",
@@ -119,11 +128,18 @@ pub fn make(dir: &Path, out: &Path, report_path: &Path) -> CliResult<Made> {
                     "Posterior means (coloured by label where labels exist) beside samples from the prior",
                     Ok(vae_latent(&view, kl.as_deref())),
                 ));
-                wanted.push(("kl", "KL divergence per latent dimension (held-out)", Ok(kl_bars(kl.as_deref()))));
+                wanted.push((
+                    "kl",
+                    "KL divergence per latent dimension (held-out)",
+                    Ok(kl_bars(kl.as_deref())),
+                ));
                 wanted.push((
                     "reconstructions",
                     "Inputs beside their reconstructions (likelihood means)",
-                    Ok(image_grid(&[("inputs", &view.inputs), ("reconstructions", &view.reconstructions)])),
+                    Ok(image_grid(&[
+                        ("inputs", &view.inputs),
+                        ("reconstructions", &view.reconstructions),
+                    ])),
                 ));
                 wanted.push((
                     "samples",
@@ -139,7 +155,11 @@ pub fn make(dir: &Path, out: &Path, report_path: &Path) -> CliResult<Made> {
                 "Posterior means of sentences (coloured by label where the corpus has labels) beside samples from the prior",
                 crate::text_view::latent_view(dir).map(|v| vae_latent(&v, kl.as_deref())),
             ));
-            wanted.push(("kl", "KL divergence per latent dimension (held-out)", Ok(kl_bars(kl.as_deref()))));
+            wanted.push((
+                "kl",
+                "KL divergence per latent dimension (held-out)",
+                Ok(kl_bars(kl.as_deref())),
+            ));
         }
         ModelKind::BernoulliMixture | ModelKind::MultinomialMixture | ModelKind::Hmm => {}
     }
@@ -246,6 +266,60 @@ fn panel(
         x_label: x_label.into(),
         y_label: y_label.into(),
         series,
+    })
+}
+
+/// A `[gmm.select]` sweep's BIC and AIC against the number of components (`summary.json`'s
+/// `selection`), a line per covariance type, the winner marked on its criterion's panel.
+fn selection_curves(selection: &Value) -> Option<Curves> {
+    let candidates = selection.get("candidates")?.as_array()?;
+    let type_of = |c: &Value| {
+        c.get("covariance_type")
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let mut types: Vec<String> = Vec::new();
+    for t in candidates.iter().filter_map(type_of) {
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    let criterion = selection.get("criterion").and_then(Value::as_str)?;
+    let best = candidates.get(selection.get("best")?.as_u64()? as usize)?;
+    let panel = |key: &str, title: &str| {
+        let mut series: Vec<Series> = types
+            .iter()
+            .map(|t| Series {
+                name: t.clone(),
+                points: candidates
+                    .iter()
+                    .filter(|c| type_of(c).as_deref() == Some(t))
+                    .filter_map(|c| Some((number(c, &["n_components"])?, number(c, &[key])?)))
+                    .collect(),
+            })
+            .collect();
+        if key == criterion {
+            series.push(Series {
+                name: format!(
+                    "selected: {} components, {}",
+                    number(best, &["n_components"])?,
+                    type_of(best)?
+                ),
+                points: vec![(number(best, &["n_components"])?, number(best, &[key])?)],
+            });
+        }
+        Some(CurvePanel {
+            title: title.into(),
+            x_label: "number of components".into(),
+            y_label: key.to_uppercase(),
+            series,
+        })
+    };
+    Some(Curves {
+        panels: vec![
+            panel("bic", "Bayesian information criterion")?,
+            panel("aic", "Akaike information criterion")?,
+        ],
     })
 }
 

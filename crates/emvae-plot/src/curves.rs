@@ -84,6 +84,16 @@ fn draw_panel<DB: DrawingBackend>(
     };
     let xs = padded_range(finite().map(|p| p.0));
     let ys = padded_range(finite().map(|p| p.1));
+    // Whole-number x (iterations, numbers of components) gets whole-number tick labels.
+    let integral = finite().all(|(x, _)| x.fract() == 0.0);
+    let x_format = |x: &f64| {
+        if integral {
+            format!("{x:.0}")
+        } else {
+            format!("{x}")
+        }
+    };
+    let legend = emptiest_corner(finite().copied(), (xs.start, xs.end), (ys.start, ys.end));
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FONT, 18))
         .margin(8)
@@ -99,6 +109,7 @@ fn draw_panel<DB: DrawingBackend>(
         .axis_desc_style((FONT, 14))
         .light_line_style(RGBColor(244, 244, 244))
         .max_light_lines(4)
+        .x_label_formatter(&x_format)
         .x_labels(6)
         .y_labels(6)
         .draw()
@@ -117,16 +128,48 @@ fn draw_panel<DB: DrawingBackend>(
         drawn.label(&s.name).legend(move |(x, y)| {
             PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
         });
-        if points.len() <= 40 {
+        if points.len() == 1 {
+            // A one-point series marks a point (a selected model): a ring that shows over the lines.
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&p| Circle::new(p, 8, colour.stroke_width(3))),
+                )
+                .map_err(draw)?;
+        } else if points.len() <= 40 {
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                 .map_err(draw)?;
         }
     }
     if panel.series.len() > 1 {
-        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        draw_legend(&mut chart, legend)?;
     }
     Ok(())
+}
+
+/// The corner of the plotting range `x` by `y` whose quarter holds the fewest points, for the legend
+/// (lower right on a tie: rising curves leave it empty).
+fn emptiest_corner(
+    points: impl Iterator<Item = (f64, f64)>,
+    x: (f64, f64),
+    y: (f64, f64),
+) -> SeriesLabelPosition {
+    let (x_mid, y_mid) = ((x.0 + x.1) / 2.0, (y.0 + y.1) / 2.0);
+    // Lower right, upper right, lower left, upper left.
+    let mut counts = [0usize; 4];
+    for (px, py) in points {
+        counts[usize::from(px < x_mid) * 2 + usize::from(py >= y_mid)] += 1;
+    }
+    let corners = [
+        SeriesLabelPosition::LowerRight,
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::LowerLeft,
+        SeriesLabelPosition::UpperLeft,
+    ];
+    let emptiest = (0..4).min_by_key(|&i| counts[i]).unwrap_or(0);
+    corners[emptiest].clone()
 }
 
 #[cfg(test)]

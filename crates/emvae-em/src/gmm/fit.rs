@@ -113,6 +113,12 @@ impl EmModel for GmmFit<'_> {
 impl GmmValidParams {
     /// Checks that the data suits these parameters: enough rows, matching widths, labels in range.
     pub fn check_data(&self, data: &Dataset) -> Result<(), EmError> {
+        if !self.candidates().is_empty() {
+            return self
+                .candidates()
+                .iter()
+                .try_for_each(|c| c.check_data(data));
+        }
         let (n, d, k) = (data.n_rows(), data.n_cols(), self.n_components());
         if n < k {
             return Err(data
@@ -182,6 +188,13 @@ impl GmmValidParams {
         observer: &mut dyn EmObserver,
         resume: Option<GmmCheckpoint>,
     ) -> Result<GaussianMixture, EmError> {
+        if self.selection_criterion().is_some() {
+            return Err(InvalidParam::new(
+                "select",
+                "a sweep is run by select(); fit the candidate it selects",
+            )
+            .into());
+        }
         self.check_data(data)?;
         let p = self.params();
         let ws = Workspace::new(

@@ -4,6 +4,7 @@ use emvae_core::config::InvalidParam;
 use emvae_core::linalg;
 use serde::{Deserialize, Serialize};
 
+use super::select::SelectParams;
 use crate::online::OnlineParams;
 
 /// Form of the component covariance matrices (scikit-learn's `covariance_type`).
@@ -142,7 +143,8 @@ fn default_kmeans_max_iter() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GmmParams {
-    /// Number of mixture components `k`.
+    /// Number of mixture components `k`. Left out (0) when a [`SelectParams`] sweep chooses it.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub n_components: usize,
     #[serde(default)]
     pub covariance_type: CovarianceType,
@@ -181,9 +183,19 @@ pub struct GmmParams {
     /// serialised form when absent, so batch EM's fingerprints do not change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<OnlineParams>,
+    /// A model-selection sweep, the `[gmm.select]` table, for
+    /// [`GmmValidParams::select`](crate::gmm::GmmValidParams::select): one fit per candidate number of
+    /// components (and covariance type), the best by BIC or AIC kept. Left out of the serialised form
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<SelectParams>,
     /// Seed of every random choice (initialisations, sampling). Set from the run's `seed`.
     #[serde(skip)]
     pub seed: u64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl GmmParams {
@@ -203,6 +215,7 @@ impl GmmParams {
             precisions_init: None,
             covariances_init: None,
             online: None,
+            select: None,
             seed: 0,
         }
     }
@@ -259,9 +272,16 @@ impl GmmParams {
     /// Validates everything that does not depend on the data; keys in errors are field names.
     pub fn check(&self) -> Result<GmmValidParams, InvalidParam> {
         let bad = |key: &str, msg: String| Err(InvalidParam::new(key, msg));
+        if let Some(select) = &self.select {
+            return self.check_selection(select);
+        }
         let k = self.n_components;
         if k == 0 {
-            return bad("n_components", "must be at least 1, got 0".into());
+            return bad(
+                "n_components",
+                "must be given and at least 1 (or sweep several with [gmm.select] n_components = [...]), got 0"
+                    .into(),
+            );
         }
         if !(self.tol.is_finite() && self.tol >= 0.0) {
             return bad(
@@ -336,6 +356,7 @@ impl GmmParams {
             weights_init: weights,
             means_init: means,
             second_moments_init: second_moments,
+            candidates: Vec::new(),
         })
     }
 }
@@ -539,9 +560,29 @@ pub struct GmmValidParams {
     /// `(d, row-major [k, d])`.
     pub(crate) means_init: Option<(usize, Vec<f64>)>,
     pub(crate) second_moments_init: Option<SecondMomentsInit>,
+    /// A `[gmm.select]` sweep's candidates, each checked; empty for a single mixture.
+    candidates: Vec<GmmValidParams>,
 }
 
 impl GmmValidParams {
+    /// A sweep over `candidates` (already checked), from `params` holding its `[gmm.select]`.
+    pub(crate) fn sweep(params: GmmParams, candidates: Vec<GmmValidParams>) -> Self {
+        Self {
+            params,
+            weights_init: None,
+            means_init: None,
+            second_moments_init: None,
+            candidates,
+        }
+    }
+    /// The candidates of a `[gmm.select]` sweep (empty for a single mixture).
+    pub fn candidates(&self) -> &[GmmValidParams] {
+        &self.candidates
+    }
+    /// The criterion of a `[gmm.select]` sweep; `None` for a single mixture.
+    pub fn selection_criterion(&self) -> Option<crate::gmm::Criterion> {
+        self.params.select.as_ref().map(|s| s.criterion)
+    }
     pub fn params(&self) -> &GmmParams {
         &self.params
     }
