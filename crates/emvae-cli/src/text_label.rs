@@ -21,6 +21,8 @@ use crate::text::{Trained, command_sentences, open_trained, reencode};
 
 /// Importance samples of z behind the model's p(y | x) in a run's end-of-training scores.
 const SCORE_SAMPLES: usize = 10;
+/// At most this many hidden training sentences are scored by the model's p(y | x) (all by q).
+const MODEL_SCORED_ROWS: usize = 2000;
 /// Conditional samples per class scored by the independent classifier.
 const SAMPLES_PER_CLASS: usize = 100;
 /// Inverse penalty of the bag-of-words regressions (scikit-learn's default C).
@@ -248,10 +250,16 @@ pub(crate) fn scores(
     let train = &trainer.train.data;
     let v = trainer.train.vocab_size;
     let q_train = guide_probabilities(model, train, device);
-    let hidden_data = subset(train, &h.hidden_rows);
-    let p_hidden = model_probabilities(model, &hidden_data, SCORE_SAMPLES, seed, device);
-    let hidden_labels: Vec<Option<u32>> =
-        h.hidden_rows.iter().map(|&r| h.train_labels[r]).collect();
+    // The model's p(y | x) costs SCORE_SAMPLES x classes decodings per sentence: on at most
+    // MODEL_SCORED_ROWS hidden sentences, evenly spaced (q and the regressions score them all).
+    let scored: Vec<usize> = h
+        .hidden_rows
+        .iter()
+        .copied()
+        .step_by(h.hidden_rows.len().div_ceil(MODEL_SCORED_ROWS).max(1))
+        .collect();
+    let p_hidden = model_probabilities(model, &subset(train, &scored), SCORE_SAMPLES, seed, device);
+    let hidden_labels: Vec<Option<u32>> = scored.iter().map(|&r| h.train_labels[r]).collect();
     let kept = train.labels.clone().unwrap_or_default();
     let fit_on = |rows: &[usize], labels: &[Option<u32>]| {
         let rows: Vec<usize> = rows
@@ -285,6 +293,7 @@ pub(crate) fn scores(
         "hidden_train": {
             "guide_accuracy": q_hidden_acc,
             "model_accuracy": accuracy(&p_hidden, &hidden_labels, None).0,
+            "model_scored": scored.len(),
             "bow_logistic_labelled_only_accuracy": bow_hidden_acc,
         },
     });

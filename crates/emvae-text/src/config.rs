@@ -173,6 +173,10 @@ pub struct LabelLatentConfig {
     /// model's exact posterior over y where no label is given (0 trains it on the labels alone).
     #[serde(default = "default_posterior_weight")]
     pub posterior_weight: f64,
+    /// Whether y also shifts the decoder's vocabulary logits by a learned vector per class, so that it
+    /// reaches every word directly (a naive-Bayes path beside the recurrence; see [`crate::label`]).
+    #[serde(default = "default_true")]
+    pub word_bias: bool,
 }
 
 impl LabelLatentConfig {

@@ -55,7 +55,9 @@ impl TextVae {
     /// encoder's and the decoder's word embeddings side by side. Every sentence trains both tables (the
     /// decoder's as a language model's, whose input embeddings group words that predict the same next
     /// words), so that the classifier generalises from a few labelled sentences to words it has not
-    /// seen labelled. `None` without a label latent.
+    /// seen labelled. Beside it, each word's own logits `[vocab, classes]`, averaged over the sentence:
+    /// a bag-of-words regression, which can follow the model's per-word evidence for y (the word bias)
+    /// when it learns the exact posterior on unlabelled sentences. `None` without a label latent.
     pub fn class_logits(&self, tokens: &TokenBatch) -> Option<Tensor<2>> {
         let enc = self.encoder.as_ref()?;
         let classifier = enc.classifier.as_ref()?;
@@ -73,7 +75,11 @@ impl TextVae {
             vec![mean(enc.embedding.val()), mean(self.embedding.val())],
             1,
         );
-        Some(classifier.forward(features))
+        let logits = classifier.forward(features);
+        Some(match &enc.classifier_words {
+            Some(words) => logits + mean(words.val()),
+            None => logits,
+        })
     }
 
     /// `log p(y) + log p(x | y, z)` for every class y: `[classes, S * B]`, for codes `z`
@@ -182,6 +188,10 @@ mod tests {
     use emvae_core::tensor::tensor_to_vec;
 
     fn model(alpha: f64, beta: f64) -> (TextVae, Device) {
+        model_with(alpha, beta, false)
+    }
+
+    fn model_with(alpha: f64, beta: f64, word_bias: bool) -> (TextVae, Device) {
         let rnn = RnnConfig {
             hidden: 8,
             ..Default::default()
@@ -196,6 +206,7 @@ mod tests {
                 labelled_fraction: 1.0,
                 classifier_weight: alpha,
                 posterior_weight: beta,
+                word_bias,
             }),
             vocab_size: 12,
             dropout: 0.0,
@@ -284,5 +295,60 @@ mod tests {
             let want = -0.5 * (pa * log_q[2 * i] + (1.0 - pa) * log_q[2 * i + 1]);
             assert!(close(loss[i], want), "row {i}: {} vs {want}", loss[i]);
         }
+    }
+
+    /// `[text.label] word_bias`: y shifts every step's vocabulary logits by its row of U, each row of a
+    /// batch by its own class; a shift equal for every word changes no probability; without the switch
+    /// the model has no such parameter.
+    #[test]
+    fn the_word_bias_shifts_the_logits_by_each_rows_class() {
+        use burn::module::Param;
+        use burn::tensor::{Int, TensorData};
+        assert!(model(1.0, 0.1).0.label_bias.is_none());
+        let (mut m, device) = model_with(1.0, 0.1, true);
+        let u: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
+        let set = |m: &mut TextVae, u: &[f32]| {
+            m.label_bias = Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(u.to_vec(), [2, 12]),
+                &device,
+            )));
+        };
+        let z = Tensor::<2>::random([2, 3], Distribution::Normal(0.0, 1.0), &device);
+        let cond = m.condition(z.clone(), &[1, 0]);
+        let prev = Tensor::<1, Int>::from_data(TensorData::from([4i64, 5]), &device);
+        let logits = |m: &TextVae| {
+            let states = m.initial_states(&cond);
+            tensor_to_vec(m.next_logits(prev.clone(), &cond, states).0)
+        };
+        set(&mut m, &[0.0; 24]);
+        let plain = logits(&m);
+        set(&mut m, &u);
+        let shifted = logits(&m);
+        for (r, class) in [(0, 1), (1, 0)] {
+            for w in 0..12 {
+                let got = shifted[r * 12 + w] - plain[r * 12 + w];
+                let want = f64::from(u[class * 12 + w]);
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "row {r} word {w}: {got} vs {want}"
+                );
+            }
+        }
+        let x = batch(&device, None);
+        let z = m.condition(
+            Tensor::<2>::random([3, 3], Distribution::Normal(0.0, 1.0), &device),
+            &[0, 1, 1],
+        );
+        let log_p = |m: &TextVae| tensor_to_vec(m.sentence_log_prob(&x, z.clone(), 1));
+        set(&mut m, &[0.0; 24]);
+        let base = log_p(&m);
+        let constant: Vec<f32> = (0..24).map(|i| if i < 12 { 2.0 } else { -1.5 }).collect();
+        set(&mut m, &constant);
+        for (a, b) in log_p(&m).iter().zip(&base) {
+            assert!(close(*a, *b), "{a} vs {b}");
+        }
+        set(&mut m, &u);
+        let moved = log_p(&m);
+        assert!(moved.iter().zip(&base).all(|(a, b)| (a - b).abs() > 1e-3));
     }
 }

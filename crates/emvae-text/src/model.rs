@@ -34,6 +34,9 @@ pub struct SentenceEncoder {
     pub log_var: Linear,
     /// q(y | x) of the label latent, on the sentence's mean embeddings (see [`crate::label`]).
     pub classifier: Option<Linear>,
+    /// `[vocab, classes]`: q(y | x)'s per-word logits, averaged over the sentence (see
+    /// [`TextVae::class_logits`]).
+    pub classifier_words: Option<Param<Tensor<2>>>,
 }
 
 impl SentenceEncoder {
@@ -80,6 +83,9 @@ pub struct TextVae {
     pub init_state: Option<Linear>,
     pub decoder: Rnn,
     pub out: Linear,
+    /// `[classes, vocab]`: the label latent's shift of the vocabulary logits, `log p(x_t | ..., y)`
+    /// gaining `U[y]` before normalisation (with `[text.label] word_bias`).
+    pub label_bias: Option<Param<Tensor<2>>>,
     pub prior: Prior,
     #[module(skip)]
     pub shape: Shape,
@@ -113,6 +119,8 @@ impl TextVae {
                 mean: linear(width, l, rng, device),
                 log_var: linear(width, l, rng, device),
                 classifier: (k > 0).then(|| linear(2 * e, k, rng, device)),
+                classifier_words: (k > 0)
+                    .then(|| param(vec![0.0; vocab_size * k], [vocab_size, k], device)),
             }
         });
         let dec = &config.decoder;
@@ -125,6 +133,9 @@ impl TextVae {
         let init_state = (has_latent && config.conditioning.initial_state)
             .then(|| linear(c, dec.layers * dec.hidden, rng, device));
         let out = linear(dec.hidden, vocab_size, rng, device);
+        // Zero at the start: y first acts through the recurrence's conditioning, as without it.
+        let label_bias = (k > 0 && config.label.as_ref().is_some_and(|x| x.word_bias))
+            .then(|| param(vec![0.0; k * vocab_size], [k, vocab_size], device));
         let prior = Prior::from_config(&config.prior, l, rng, device);
         Self {
             encoder,
@@ -132,6 +143,7 @@ impl TextVae {
             init_state,
             decoder,
             out,
+            label_bias,
             prior,
             shape: Shape {
                 latent: l,
@@ -209,7 +221,25 @@ impl TextVae {
         let x = self.decoder_inputs(prev.reshape([n, 1]), z, None);
         let d = x.dims()[2];
         let (h, states) = self.decoder.step(x.reshape([n, d]), states);
-        (self.out.forward(h), states)
+        let logits = self.out.forward(h);
+        let logits = match self.word_shift(z) {
+            Some(shift) => logits + shift,
+            None => logits,
+        };
+        (logits, states)
+    }
+
+    /// `onehot(y) U` `[N, vocab]`: each row's shift of the vocabulary logits by its class, read from
+    /// the conditioning `[z, onehot(y)]` `[N, latent + classes]`; `None` without a word bias.
+    fn word_shift(&self, conditioning: &Tensor<2>) -> Option<Tensor<2>> {
+        let u = self.label_bias.as_ref()?;
+        let (n, l, k) = (
+            conditioning.dims()[0],
+            self.shape.latent,
+            self.shape.n_classes,
+        );
+        let y = conditioning.clone().slice([0..n, l..l + k]);
+        Some(y.matmul(u.val()))
     }
 
     /// `log p(x | c)` per row for the decoder's conditioning `c` `[S * B, c]` (sample-major; z, or
@@ -236,7 +266,12 @@ impl TextVae {
         let (out, _) = self.decoder.forward(inputs, None, Some(init));
         let out = dropout(out, self.shape.dropout, x.noise, b"dropout-output");
         let h = out.dims()[2];
-        let logits = self.out.forward(out.reshape([rows * t, h]));
+        let mut logits = self.out.forward(out.reshape([rows * t, h]));
+        if let Some(shift) = self.word_shift(&z) {
+            let v = self.shape.vocab_size;
+            logits =
+                (logits.reshape([rows, t, v]) + shift.reshape([rows, 1, v])).reshape([rows * t, v]);
+        }
         let targets = repeat(tb.tokens.clone()).reshape([rows * t, 1]);
         let log_p = log_softmax_at(logits, targets);
         let mask = if samples == 1 {
