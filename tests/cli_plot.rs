@@ -146,6 +146,24 @@ fn a_component_sweep_draws_bic_and_aic_against_the_number_of_components() {
     check_report(&run, 3);
 }
 
+/// A Bernoulli mixture on 8 x 8 binary images: its curves, and each component's probabilities drawn as
+/// an image.
+#[test]
+fn bernoulli_mixture_components_as_images() {
+    let t = tempdir();
+    train(
+        t.path(),
+        "model = \"bernoulli_mixture\"\n[data]\nbinarize = { threshold = 0.0 }\n[data.synthetic]\n\
+         n_samples = 1200\nn_features = 64\nn_components = 6\nseparation = 6.0\n\
+         [bernoulli_mixture]\nn_components = 6\nn_init = 2\n",
+        &[],
+    );
+    let run = t.path().join("run");
+    check_picture(&run, "curves", &["EM iteration", "restart 1"]);
+    check_picture(&run, "components", &["component probabilities"]);
+    check_report(&run, 2);
+}
+
 #[test]
 fn mixture_of_three_features_on_principal_axes_and_plot_out() {
     let t = tempdir();

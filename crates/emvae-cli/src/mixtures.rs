@@ -363,3 +363,17 @@ fn sample_sentences(
     }
     writer.finish(args.out.output.as_deref())
 }
+
+/// What `emvae plot` draws of a Bernoulli-mixture run: each component's probabilities `p(x_a = 1 | z =
+/// j)`, a row per component, in order of mixing weight (largest first).
+pub(crate) fn bernoulli_components(dir: &std::path::Path) -> CliResult<Vec<Vec<f64>>> {
+    let (_, run) = open_run(dir, None)?;
+    let model: BernoulliMixture = load_model::<BernoulliMixtureJson, _>(&run, "Bernoulli-mixture")?;
+    let p = &model.parameters;
+    let mut order: Vec<usize> = (0..p.n_components).collect();
+    order.sort_by(|&a, &b| p.weights[b].total_cmp(&p.weights[a]));
+    Ok(order
+        .into_iter()
+        .map(|j| p.probs[j * p.n_features..(j + 1) * p.n_features].to_vec())
+        .collect())
+}

@@ -139,12 +139,12 @@ pub fn make(dir: &Path, out: &Path, report_path: &Path) -> CliResult<Made> {
                     Ok(image_grid(&[
                         ("inputs", &view.inputs),
                         ("reconstructions", &view.reconstructions),
-                    ])),
+                    ], 48)),
                 ));
                 wanted.push((
                     "samples",
                     "Samples from the prior, decoded (likelihood means)",
-                    Ok(image_grid(&[("samples from the prior", &view.samples)])),
+                    Ok(image_grid(&[("samples from the prior", &view.samples)], 48)),
                 ));
             }
             Err(e) => wanted.push(("latent", "", Err(e))),
@@ -161,7 +161,13 @@ pub fn make(dir: &Path, out: &Path, report_path: &Path) -> CliResult<Made> {
                 Ok(kl_bars(kl.as_deref())),
             ));
         }
-        ModelKind::BernoulliMixture | ModelKind::MultinomialMixture | ModelKind::Hmm => {}
+        ModelKind::BernoulliMixture => wanted.push((
+            "components",
+            "Each component's probabilities p(x = 1 | z = j) as an image (square data), largest mixing weight first",
+            crate::mixtures::bernoulli_components(dir)
+                .map(|c| image_grid(&[("component probabilities", &c)], 96)),
+        )),
+        ModelKind::MultinomialMixture | ModelKind::Hmm => {}
     }
 
     let mut made = Made {
@@ -586,7 +592,9 @@ fn mixture(dir: &Path) -> CliResult<Option<PictureOf>> {
 }
 
 /// Image grids when rows are square images (`d` a perfect square of at least 16: 64, 784, ...).
-fn image_grid(panels: &[(&str, &Vec<Vec<f64>>)]) -> Option<PictureOf> {
+/// A grid of square images about `image_width` screen pixels wide each, or `None` when the rows are
+/// not square images.
+fn image_grid(panels: &[(&str, &Vec<Vec<f64>>)], image_width: u32) -> Option<PictureOf> {
     let d = panels.first()?.1.first()?.len();
     let side = (d as f64).sqrt().round() as usize;
     if side * side != d || side < 4 {
@@ -594,6 +602,7 @@ fn image_grid(panels: &[(&str, &Vec<Vec<f64>>)]) -> Option<PictureOf> {
     }
     Some(PictureOf::Images(ImageGrid {
         side,
+        image_width,
         columns: 4,
         panels: panels
             .iter()

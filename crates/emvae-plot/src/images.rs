@@ -20,6 +20,8 @@ pub struct ImageGrid {
     /// Image width and height in pixels of the data.
     pub side: usize,
     pub columns: usize,
+    /// Screen pixels an image is about wide (a whole multiple of `side`, at least `side`).
+    pub image_width: u32,
     pub panels: Vec<ImagePanel>,
 }
 
@@ -28,9 +30,9 @@ const GAP: u32 = 4;
 const MARGIN: u32 = 12;
 
 impl ImageGrid {
-    /// Screen pixels per data pixel: images about 48 pixels wide.
+    /// Screen pixels per data pixel: images about `image_width` pixels wide.
     fn scale(&self) -> u32 {
-        (48 / self.side.max(1) as u32).max(1)
+        (self.image_width / self.side.max(1) as u32).max(1)
     }
 
     fn rows(&self) -> usize {
@@ -134,6 +136,7 @@ mod tests {
         let image =
             |s: usize| -> Vec<f64> { (0..64).map(|k| ((k * 7 + s * 3) % 17) as f64).collect() };
         let grid = ImageGrid {
+            image_width: 48,
             side: 8,
             columns: 4,
             panels: vec![
