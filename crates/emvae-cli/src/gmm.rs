@@ -136,16 +136,10 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
             "selecting by {} among {:?} components ({}) a Gaussian mixture for",
             s.criterion.name(),
             s.n_components,
-            valid
-                .candidates()
+            s.covariance_types_or(p.covariance_type)
                 .iter()
-                .map(|c| c.covariance_type().name())
-                .fold(Vec::new(), |mut v, t| {
-                    if !v.contains(&t) {
-                        v.push(t);
-                    }
-                    v
-                })
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
                 .join(", ")
         ),
     };
@@ -187,10 +181,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
             }
             let score = model.score(&data.x, &compute).map_err(&error)?;
             let (bic, aic) = model.criteria(score, data.n_rows());
-            let selection = selection.take();
-            let covariance_type = selection
-                .as_ref()
-                .map_or(p.covariance_type, |s| s.best().covariance_type);
+            let covariance_type = model.parameters.covariance_type;
             let mut summary = json!({
                     "model": "gmm",
                     "covariance_type": covariance_type,
@@ -214,7 +205,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
                 "log-likelihood {score:.6}, {} iterations, converged: {}",
                 model.n_iter, model.converged
             );
-            if let Some(s) = selection {
+            if let Some(s) = selection.take() {
                 headline = format!(
                     "{} selected {} components ({}); {headline}",
                     s.criterion.name(),

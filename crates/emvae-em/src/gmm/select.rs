@@ -88,6 +88,13 @@ impl Selection {
 }
 
 impl SelectParams {
+    /// The swept covariance types: `covariance_types`, or `default` (the `[gmm]` one) alone.
+    pub fn covariance_types_or(&self, default: CovarianceType) -> Vec<CovarianceType> {
+        self.covariance_types
+            .clone()
+            .unwrap_or_else(|| vec![default])
+    }
+
     fn check(&self) -> Result<(), InvalidParam> {
         let bad = |key: &str, msg: String| Err(InvalidParam::new(key, msg));
         if self.n_components.is_empty() {
@@ -160,12 +167,8 @@ impl GmmParams {
             ));
         }
         select.check().map_err(|e| e.within("select"))?;
-        let types = select
-            .covariance_types
-            .clone()
-            .unwrap_or_else(|| vec![self.covariance_type]);
         let mut candidates = Vec::new();
-        for &covariance_type in &types {
+        for covariance_type in select.covariance_types_or(self.covariance_type) {
             for &k in &select.n_components {
                 let params = GmmParams {
                     n_components: k,
