@@ -72,8 +72,16 @@ fn the_sentiment_latent_learns_from_unlabelled_sentences_and_serves_its_commands
             "so does the model's p(y | x): {s}"
         );
     }
+    let samples = &c["conditional_samples"];
+    assert!(f(&samples["agreement"]["greedy"]) >= 0.8, "{c}");
+    // The guidance was calibrated (no `guidance` in the config) and recorded for later commands.
+    let decoding: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("runs/ss/decoding.json")).unwrap())
+            .unwrap();
+    assert_eq!(samples["guidance"], decoding["guidance"], "{c}");
+    assert_eq!(summary["guidance_calibration"], decoding);
     assert!(
-        f(&c["conditional_samples"]["agreement"]["greedy"]) >= 0.8,
+        samples["unguided_agreement"]["temperature_1"].is_number(),
         "{c}"
     );
 
@@ -154,6 +162,33 @@ fn the_sentiment_latent_learns_from_unlabelled_sentences_and_serves_its_commands
     assert_user_error(&out, "an unknown corpus label", &["meh.txt:2", "meh"]);
     let out = emvae(d, &["sample", "--run", "runs/ss", "--label", "happy"]);
     assert_user_error(&out, "an unknown --label", &["happy", "neg, pos"]);
+    let out = emvae(
+        d,
+        &[
+            "sample",
+            "--run",
+            "runs/ss",
+            "--label",
+            "pos",
+            "--guidance=-1",
+        ],
+    );
+    assert_user_error(&out, "a negative --guidance", &["--guidance", "-1"]);
+    let out = emvae(
+        d,
+        &[
+            "sample",
+            "--run",
+            "runs/ss",
+            "--label",
+            "pos",
+            "--guidance",
+            "0",
+            "-n",
+            "2",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
     std::fs::write(d.join("z.jsonl"), "{\"z\": [0, 0, 0, 0]}\n").unwrap();
     let out = emvae(d, &["decode", "--run", "runs/ss", "--latents", "z.jsonl"]);
     assert_user_error(&out, "decode without a class", &["--label", "neg, pos"]);
@@ -193,6 +228,14 @@ fn label_settings_and_labels_outside_the_classes_are_refused() {
             "[text.label]\nclasses = [\"neg\", \"pos\"]\nclassifier_weight = -1\n",
             vec!["text.label.classifier_weight"],
         ),
+        (
+            "[text.label]\nclasses = [\"neg\", \"pos\"]\nguidance = -0.5\n",
+            vec!["text.label.guidance"],
+        ),
+        (
+            "[text.label]\nclasses = [\"neg\", \"pos\"]\nrefit_c = 0\n",
+            vec!["text.label.refit_c"],
+        ),
         // The generated corpus labels sentences "neg"/"pos": a class list without "neg" cannot hold them.
         (
             "[text.label]\nclasses = [\"good\", \"pos\"]\n",
@@ -209,6 +252,12 @@ fn label_settings_and_labels_outside_the_classes_are_refused() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = emvae(d, &["sample", "--run", "runs/plain", "--label", "pos"]);
     assert_user_error(&out, "--label without a label latent", &["no label latent"]);
+    let out = emvae(d, &["sample", "--run", "runs/plain", "--guidance", "2"]);
+    assert_user_error(
+        &out,
+        "--guidance without a label latent",
+        &["--guidance", "no label latent"],
+    );
     let out = emvae(d, &["classify", "--run", "runs/plain"]);
     assert_user_error(
         &out,

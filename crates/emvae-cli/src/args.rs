@@ -227,6 +227,11 @@ pub struct DecodingArgs {
     /// decode draw y from p(y); reconstruct and interpolate take the guide's most probable class).
     #[arg(long)]
     pub label: Option<String>,
+    /// Text model with a label latent: label guidance, how far each word's distribution is pushed away
+    /// from the other classes' (default: the run's [text.label] guidance; 0 decodes from the model's
+    /// own p(x | y, z)).
+    #[arg(long)]
+    pub guidance: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -95,10 +95,10 @@ pub fn init(verbosity: i8) {
         _ => "trace",
     };
     let stderr_filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,emvae={level},emvae_cli={level},emvae_em={level},emvae_vae={level},emvae_core={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,emvae={level},emvae_cli={level},emvae_em={level},emvae_vae={level},emvae_core={level},emvae_text={level},emvae_plot={level}")));
     let file_level = if verbosity > 0 { level } else { "info" };
     let file_filter = EnvFilter::new(format!(
-        "warn,emvae_cli={file_level},emvae_em={file_level},emvae_vae={file_level},emvae_core={file_level}"
+        "warn,emvae_cli={file_level},emvae_em={file_level},emvae_vae={file_level},emvae_core={file_level},emvae_text={file_level},emvae_plot={file_level}"
     ));
     let file = LOG_FILE.get_or_init(|| Arc::new(Mutex::new(None))).clone();
     let _ = tracing_subscriber::registry()

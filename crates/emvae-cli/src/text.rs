@@ -11,6 +11,7 @@ use emvae_text::batch::TextData;
 use emvae_text::classify::guide_classes;
 use emvae_text::corpus::{Corpus, CorpusOptions, parse_corpus, parse_sentence, read_corpus};
 use emvae_text::grammar::{GrammarSpec, generate_kind, to_lines};
+use emvae_text::guidance::calibrate_guidance;
 use emvae_text::inference::{Decoding, decode, encode, homotopy, latent_tensor};
 use emvae_text::vocab::Vocab;
 use emvae_text::{TextDataset, TextError, TextTrainer, TextVae, TextVaeConfig};
@@ -223,8 +224,9 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         .clone()
         .unwrap_or_else(|| trainer.train.for_evaluation());
     let eval_tokens = eval_set.units(&(0..eval_set.len()).collect::<Vec<_>>());
-    let model = trainer.model.valid();
+    let mut model = trainer.model.valid();
     let plain = device.clone().without_autodiff();
+    let guidance = calibrate_run_guidance(run, &config, &mut model, seed, &plain)?;
     let z = sample_prior(model.prior(), 5, seed, &plain);
     let z = model.condition(z, &text_label::prior_classes(&model, 5, seed));
     let samples: Vec<String> = decode(&model, z, Decoding::Greedy, 50)
@@ -271,6 +273,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         "reconstructions": shown.reconstructions,
         "interpolation": shown.interpolation,
         "classification": classification,
+        "guidance_calibration": guidance,
         "backend": backend,
         "seed": seed,
     });
@@ -310,13 +313,103 @@ pub(crate) fn open_trained(
             path.display()
         ))
     })?;
+    let mut model = model.valid();
+    if config.label.as_ref().is_some_and(|l| l.guidance.is_none()) {
+        model.shape.guidance = stored_guidance(&run)?.unwrap_or_else(|| {
+            tracing::warn!(
+                "{} has no {DECODING_FILE} (its training did not finish writing it): calibrating the label \
+                 guidance now",
+                run.root().display()
+            );
+            calibrate_guidance(&model, loaded.config.seed, &device).guidance
+        });
+    }
     Ok(Trained {
         loaded,
         run,
         vocab,
-        model: model.valid(),
+        model,
         device,
     })
+}
+
+/// The label guidance a run calibrated when its training ended (`[text.label]` without `guidance`),
+/// beside its model files; `None` where the file is absent.
+const DECODING_FILE: &str = "decoding.json";
+
+fn stored_guidance(run: &RunDir) -> CliResult<Option<f64>> {
+    if !run.exists(DECODING_FILE) {
+        return Ok(None);
+    }
+    let path = run.path(DECODING_FILE);
+    let bad = |why: String| CliError::user(format!("{}: {why}", path.display()));
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    match value["guidance"].as_f64() {
+        Some(g) if g.is_finite() && g >= 0.0 => Ok(Some(g)),
+        _ => Err(bad("\"guidance\" must be a number >= 0".into())),
+    }
+}
+
+/// Calibrates `model`'s label guidance where the config leaves it to calibration, and records it in
+/// the run directory for later commands; returns the calibration's JSON (`Null` otherwise).
+fn calibrate_run_guidance(
+    run: &RunDir,
+    config: &TextVaeConfig,
+    model: &mut TextVae,
+    seed: u64,
+    device: &Device,
+) -> CliResult<serde_json::Value> {
+    if config.label.as_ref().is_none_or(|l| l.guidance.is_some()) {
+        return Ok(serde_json::Value::Null);
+    }
+    let c = calibrate_guidance(model, seed, device);
+    model.shape.guidance = c.guidance;
+    let tried: Vec<serde_json::Value> = c
+        .tried
+        .iter()
+        .map(|(g, a)| json!({"guidance": g, "guide_agreement": a}))
+        .collect();
+    let record = json!({
+        "guidance": c.guidance,
+        "criterion": format!(
+            "the smallest guidance at which q(y | x) assigns at least {} of {} temperature-1 samples per class to \
+             their class",
+            emvae_text::guidance::TARGET,
+            emvae_text::guidance::SAMPLES_PER_CLASS
+        ),
+        "tried": tried,
+    });
+    tracing::info!(
+        "label guidance calibrated to {} (q(y | x) agreement with the samples' classes per guidance: {})",
+        c.guidance,
+        c.tried
+            .iter()
+            .map(|(g, a)| format!("{g}: {:.0}%", 100.0 * a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    run.write_json(DECODING_FILE, &record)?;
+    Ok(record)
+}
+
+/// `t` with `--guidance` in place of the run's label guidance, where given.
+pub(crate) fn with_guidance(mut t: Trained, args: &DecodingArgs) -> CliResult<Trained> {
+    if let Some(g) = args.guidance {
+        if !(g.is_finite() && g >= 0.0) {
+            return Err(CliError::user(format!(
+                "--guidance: must be a number >= 0, got {g}"
+            )));
+        }
+        if t.model.n_classes() == 0 {
+            return Err(CliError::user(format!(
+                "--guidance: the model of {} has no label latent ([text.label]) to guide",
+                t.run.root().display()
+            )));
+        }
+        t.model.shape.guidance = g;
+    }
+    Ok(t)
 }
 
 pub(crate) fn decoding_of(
@@ -505,7 +598,7 @@ pub(crate) fn write_sentences(
 }
 
 pub fn sample(args: &SampleArgs) -> CliResult<()> {
-    let t = open_trained(&args.run, args.best, None)?;
+    let t = with_guidance(open_trained(&args.run, args.best, None)?, &args.decoding)?;
     if args.n_samples == 0 {
         return Err(CliError::user("-n: at least one sample"));
     }
@@ -531,7 +624,10 @@ pub fn sample(args: &SampleArgs) -> CliResult<()> {
 }
 
 pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
-    let t = open_trained(&args.run, args.best, args.backend)?;
+    let t = with_guidance(
+        open_trained(&args.run, args.best, args.backend)?,
+        &args.decoding,
+    )?;
     let z = read_latents(&args.z, t.model.shape.latent)?;
     let decoding = decoding_of(&args.decoding, false, 0)?;
     let classes = text_label::classes_for(&t, z.len(), &args.decoding, || {
@@ -550,7 +646,10 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
 
 pub fn reconstruct(args: &ReconstructArgs) -> CliResult<()> {
     let e = &args.encode;
-    let t = open_trained(&e.run.run, e.best, e.run.backend)?;
+    let t = with_guidance(
+        open_trained(&e.run.run, e.best, e.run.backend)?,
+        &args.decoding,
+    )?;
     reencode(&t, args)
 }
 
@@ -587,7 +686,10 @@ pub(crate) fn reencode(t: &Trained, args: &ReconstructArgs) -> CliResult<()> {
 }
 
 pub fn interpolate(args: &InterpolateArgs) -> CliResult<()> {
-    let t = open_trained(&args.run, args.best, args.backend)?;
+    let t = with_guidance(
+        open_trained(&args.run, args.best, args.backend)?,
+        &args.decoding,
+    )?;
     if !t.model.shape.has_latent {
         return Err(CliError::user(format!(
             "{} is a language model without a latent code: nothing to interpolate",

@@ -7,7 +7,7 @@ use emvae_core::rng::rng_for;
 use emvae_text::baseline::BowLogistic;
 use emvae_text::batch::TextData;
 use emvae_text::classify::{accuracy, argmax, guide_probabilities, model_probabilities};
-use emvae_text::inference::{Decoding, decode};
+use emvae_text::inference::{Decoding, decode_with_guidance};
 use emvae_text::{TextTrainer, TextVae, TextVaeConfig};
 use emvae_vae::AmortizedModel;
 use emvae_vae::inference::sample_prior;
@@ -219,7 +219,10 @@ pub fn classify(args: &ClassifyArgs) -> CliResult<()> {
 
 pub fn transfer(args: &ReconstructArgs) -> CliResult<()> {
     let e = &args.encode;
-    let t = open_trained(&e.run.run, e.best, e.run.backend)?;
+    let t = crate::text::with_guidance(
+        open_trained(&e.run.run, e.best, e.run.backend)?,
+        &args.decoding,
+    )?;
     require_label_latent(&t, "transfer")?;
     if args.decoding.label.is_none() {
         return Err(CliError::user(format!(
@@ -313,30 +316,36 @@ pub(crate) fn scores(
     let judge = fit_on(&all_rows, &h.train_labels);
     let n = SAMPLES_PER_CLASS * k;
     let classes: Vec<usize> = (0..n).map(|i| i % k).collect();
-    let mut agreement = serde_json::Map::new();
-    for (name, decoding) in [
-        (
-            "temperature_1",
-            Decoding::Sample {
-                temperature: 1.0,
-                seed,
-            },
-        ),
-        ("greedy", Decoding::Greedy),
-    ] {
-        let z = sample_prior(model.prior(), n, seed, device);
-        let ids = decode(model, model.condition(z, &classes), decoding, 50);
-        let right = ids
-            .iter()
-            .zip(&classes)
-            .filter(|(s, c)| argmax(&judge.probabilities(s)) == **c)
-            .count();
-        agreement.insert(name.into(), json!(right as f64 / n.max(1) as f64));
-    }
+    let agreement = |guidance: f64| {
+        let mut out = serde_json::Map::new();
+        for (name, decoding) in [
+            (
+                "temperature_1",
+                Decoding::Sample {
+                    temperature: 1.0,
+                    seed,
+                },
+            ),
+            ("greedy", Decoding::Greedy),
+        ] {
+            let z = sample_prior(model.prior(), n, seed, device);
+            let cond = model.condition(z, &classes);
+            let ids = decode_with_guidance(model, cond, decoding, guidance, 50);
+            let right = ids
+                .iter()
+                .zip(&classes)
+                .filter(|(s, c)| argmax(&judge.probabilities(s)) == **c)
+                .count();
+            out.insert(name.into(), json!(right as f64 / n.max(1) as f64));
+        }
+        out
+    };
     out["conditional_samples"] = json!({
         "per_class": SAMPLES_PER_CLASS,
         "judge": "bag-of-words logistic regression on every training label",
-        "agreement": agreement,
+        "guidance": model.shape.guidance,
+        "agreement": agreement(model.shape.guidance),
+        "unguided_agreement": agreement(0.0),
     });
     out
 }

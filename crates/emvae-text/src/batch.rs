@@ -30,9 +30,22 @@ pub struct TokenBatch {
     pub decoder_input: Tensor<2, Int>,
     /// `[B, T]`: 1 at real targets (words and `<eos>`), 0 at padding.
     pub mask: Tensor<2>,
+    /// `[B, T]`: 1 at the first occurrence of each distinct token among the real targets (the
+    /// sentence's bag of words with `<eos>`, each counted once), 0 elsewhere.
+    pub bag: Tensor<2>,
     /// Words + 1 per row: the number of real targets.
     pub lengths: Vec<usize>,
     pub labels: Vec<Option<u32>>,
+}
+
+/// For the targets of `words` (the words, then `<eos>`): whether each is the token's first occurrence.
+fn bag_flags(words: &[u32]) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::with_capacity(words.len() + 1);
+    words
+        .iter()
+        .chain(std::iter::once(&EOS))
+        .map(|w| seen.insert(*w))
+        .collect()
 }
 
 impl TextData {
@@ -126,6 +139,17 @@ impl TextData {
         rows.iter().map(|&r| self.sentences[r].len() + 1).sum()
     }
 
+    /// Each row's bag of words with `<eos>` (see [`TokenBatch::bag`]): its distinct token ids.
+    pub fn bag_of_words(&self, row: usize) -> Vec<u32> {
+        let words = &self.sentences[row];
+        words
+            .iter()
+            .chain(std::iter::once(&EOS))
+            .zip(bag_flags(words))
+            .filter_map(|(&w, first)| first.then_some(w))
+            .collect()
+    }
+
     /// The padded batch of `rows` (indices into `sentences`) on `device`.
     pub fn batch(&self, rows: &[usize], device: &Device) -> TokenBatch {
         let lengths: Vec<usize> = rows.iter().map(|&r| self.sentences[r].len() + 1).collect();
@@ -134,6 +158,7 @@ impl TextData {
         let mut tokens = vec![i64::from(PAD); b * t];
         let mut decoder_input = tokens.clone();
         let mut mask = vec![0f32; b * t];
+        let mut bag = vec![0f32; b * t];
         for (i, &r) in rows.iter().enumerate() {
             let words = &self.sentences[r];
             let row = i * t;
@@ -144,6 +169,9 @@ impl TextData {
             }
             tokens[row + words.len()] = i64::from(EOS);
             mask[row..row + words.len() + 1].fill(1.0);
+            for (j, first) in bag_flags(words).into_iter().enumerate() {
+                bag[row + j] = f32::from(u8::from(first));
+            }
         }
         let labels = rows
             .iter()
@@ -153,6 +181,7 @@ impl TextData {
             tokens: Tensor::from_data(TensorData::new(tokens, [b, t]), device),
             decoder_input: Tensor::from_data(TensorData::new(decoder_input, [b, t]), device),
             mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
+            bag: Tensor::from_data(TensorData::new(bag, [b, t]), device),
             lengths,
             labels,
         }

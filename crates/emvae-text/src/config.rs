@@ -177,6 +177,30 @@ pub struct LabelLatentConfig {
     /// reaches every word directly (a naive-Bayes path beside the recurrence; see [`crate::label`]).
     #[serde(default = "default_true")]
     pub word_bias: bool,
+    /// Importance samples of z behind the model's posterior p(y | x) to which q(y | x) is refitted
+    /// on the unlabelled training sentences when training ends (see [`crate::refit`]); 0 keeps q as
+    /// training left it.
+    #[serde(default = "default_refit_samples")]
+    pub refit_samples: usize,
+    /// Inverse penalty of that refit (scikit-learn's `C`: `C sum_i KL(p(y | x_i) || q(y | x_i)) +
+    /// 1/2 ||weights||^2`).
+    #[serde(default = "default_refit_c")]
+    pub refit_c: f64,
+    /// Label guidance of every decoding command (`sample --label`, `transfer`, ...; `--guidance`
+    /// overrides it): how much each step's word distribution is pushed away from the other classes'
+    /// (see [`crate::inference::decode_with_guidance`]); 0 decodes from the model's own p(x | y, z).
+    /// Omitted, it is calibrated when training ends ([`crate::guidance::calibrate_guidance`]): the
+    /// smallest value at which q(y | x) recognises the class of most samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f64>,
+}
+
+fn default_refit_samples() -> usize {
+    4
+}
+
+fn default_refit_c() -> f64 {
+    1.0
 }
 
 impl LabelLatentConfig {
@@ -220,6 +244,20 @@ impl LabelLatentConfig {
                     format!("must be finite and at least 0, got {w}"),
                 ));
             }
+        }
+        if let Some(g) = self.guidance
+            && !(g.is_finite() && g >= 0.0)
+        {
+            return Err(InvalidParam::new(
+                "label.guidance",
+                format!("must be finite and at least 0, got {g}"),
+            ));
+        }
+        if !(self.refit_c.is_finite() && self.refit_c > 0.0) {
+            return Err(InvalidParam::new(
+                "label.refit_c",
+                format!("must be finite and above 0, got {}", self.refit_c),
+            ));
         }
         Ok(())
     }

@@ -64,33 +64,157 @@ fn log_softmax_row(logits: &[f64], row: usize, v: usize) -> Vec<f64> {
     l.iter().map(|x| x - lse).collect()
 }
 
-/// Word ids (without `<eos>`) decoded from latent codes `z` `[n, latent]`, at most `max_len` words.
+/// Word ids (without `<eos>`) decoded from the decoder's conditionings `z` `[n, c]` (latent codes, with
+/// y one-hot beside them for a label latent), at most `max_len` words, with the run's label guidance
+/// (`[text.label] guidance`, see [`decode_with_guidance`]).
 pub fn decode(model: &TextVae, z: Tensor<2>, decoding: Decoding, max_len: usize) -> Vec<Vec<u32>> {
+    decode_with_guidance(model, z, decoding, model.shape.guidance, max_len)
+}
+
+/// [`decode`] with label guidance `guidance` (ignored without a label latent): each step's
+/// log-probabilities become `log p(x_t | x_<t, y, z) + g (log p(x_t | x_<t, y, z) - mean_{y' != y}
+/// log p(x_t | x_<t, y', z))`, renormalised, the other classes' decoders following the same words.
+/// This is classifier-free guidance (Ho & Salimans 2022) with the other classes as the contrast: it
+/// sharpens what distinguishes y; 0 decodes from the model's own p(x | y, z).
+pub fn decode_with_guidance(
+    model: &TextVae,
+    z: Tensor<2>,
+    decoding: Decoding,
+    guidance: f64,
+    max_len: usize,
+) -> Vec<Vec<u32>> {
+    let stepper = Stepper::new(model, guidance);
     match decoding {
         Decoding::Beam { width } if width > 1 => {
             let n = z.dims()[0];
             (0..n)
                 .map(|i| {
                     let zi = z.clone().slice([i..i + 1, 0..z.dims()[1]]);
-                    beam(model, zi, width, max_len)
+                    beam(&stepper, zi, width, max_len)
                 })
                 .collect()
         }
-        _ => step_by_step(model, z, decoding, max_len),
+        _ => step_by_step(&stepper, z, decoding, max_len),
+    }
+}
+
+/// One decoding step at a time for `n` rows, with label guidance when it applies: the decoder then
+/// runs `groups` copies of each row, copy `j` conditioned on the row's class shifted by `j`.
+struct Stepper<'a> {
+    model: &'a TextVae,
+    guidance: f64,
+    groups: usize,
+}
+
+impl<'a> Stepper<'a> {
+    fn new(model: &'a TextVae, guidance: f64) -> Self {
+        let k = model.n_classes();
+        let groups = if k >= 2 && guidance != 0.0 { k } else { 1 };
+        Self {
+            model,
+            guidance,
+            groups,
+        }
+    }
+
+    /// The conditionings of every copy, group-major `[groups * n, c]`.
+    fn stacked(&self, cond: &Tensor<2>) -> Tensor<2> {
+        if self.groups == 1 {
+            return cond.clone();
+        }
+        let [n, c] = cond.dims();
+        let (l, k) = (self.model.shape.latent, self.groups);
+        let z = cond.clone().slice([0..n, 0..l]);
+        let y = cond.clone().slice([0..n, l..c]);
+        let copies = (0..k)
+            .map(|j| {
+                // Column c of the copy is column (c - j) mod k of y: class y becomes y + j.
+                let rolled = if j == 0 {
+                    y.clone()
+                } else {
+                    Tensor::cat(
+                        vec![
+                            y.clone().slice([0..n, k - j..k]),
+                            y.clone().slice([0..n, 0..k - j]),
+                        ],
+                        1,
+                    )
+                };
+                Tensor::cat(vec![z.clone(), rolled], 1)
+            })
+            .collect();
+        Tensor::cat(copies, 0)
+    }
+
+    fn initial_states(&self, cond: &Tensor<2>) -> Vec<RnnState> {
+        self.model.initial_states(&self.stacked(cond))
+    }
+
+    /// Guided log-probabilities of the next word `[n * vocab]` after `prev`, and the next states.
+    fn next(
+        &self,
+        prev: &[u32],
+        cond: &Tensor<2>,
+        states: Vec<RnnState>,
+    ) -> (Vec<f64>, Vec<RnnState>) {
+        let device = cond.device();
+        let v = self.model.shape.vocab_size;
+        let n = prev.len();
+        let ids: Vec<u32> = (0..self.groups)
+            .flat_map(|_| prev.iter().copied())
+            .collect();
+        let (logits, next) =
+            self.model
+                .next_logits(ids_tensor(&ids, &device), &self.stacked(cond), states);
+        let host = tensor_to_vec(logits);
+        let mut out = Vec::with_capacity(n * v);
+        for i in 0..n {
+            let own = log_softmax_row(&host, i, v);
+            if self.groups == 1 {
+                out.extend(own);
+                continue;
+            }
+            let mut others = vec![0.0; v];
+            for g in 1..self.groups {
+                for (o, x) in others.iter_mut().zip(log_softmax_row(&host, g * n + i, v)) {
+                    *o += x / (self.groups - 1) as f64;
+                }
+            }
+            let guided: Vec<f64> = own
+                .iter()
+                .zip(&others)
+                .map(|(a, b)| a + self.guidance * (a - b))
+                .collect();
+            out.extend(log_softmax_row(&guided, 0, v));
+        }
+        (out, next)
+    }
+
+    /// The states of rows `keep` (of `n`) in every copy.
+    fn select(
+        &self,
+        states: Vec<RnnState>,
+        keep: &[u32],
+        n: usize,
+        device: &Device,
+    ) -> Vec<RnnState> {
+        let idx: Vec<u32> = (0..self.groups)
+            .flat_map(|g| keep.iter().map(move |&i| i + (g * n) as u32))
+            .collect();
+        states_select(states, &ids_tensor(&idx, device))
     }
 }
 
 /// Greedy or sampled decoding of all rows at once.
 fn step_by_step(
-    model: &TextVae,
+    stepper: &Stepper,
     z: Tensor<2>,
     decoding: Decoding,
     max_len: usize,
 ) -> Vec<Vec<u32>> {
     let n = z.dims()[0];
-    let device = z.device();
-    let v = model.shape.vocab_size;
-    let mut states = model.initial_states(&z);
+    let v = stepper.model.shape.vocab_size;
+    let mut states = stepper.initial_states(&z);
     let mut prev = vec![BOS; n];
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut done = vec![false; n];
@@ -101,9 +225,8 @@ fn step_by_step(
         })
         .collect();
     for _ in 0..=max_len {
-        let (logits, next) = model.next_logits(ids_tensor(&prev, &device), &z, states);
+        let (host, next) = stepper.next(&prev, &z, states);
         states = next;
-        let host = tensor_to_vec(logits);
         for i in 0..n {
             if done[i] {
                 continue;
@@ -153,13 +276,13 @@ fn argmax(row: &[f64]) -> usize {
 }
 
 /// Beam search for one latent code `z` `[1, latent]`.
-fn beam(model: &TextVae, z: Tensor<2>, width: usize, max_len: usize) -> Vec<u32> {
+fn beam(stepper: &Stepper, z: Tensor<2>, width: usize, max_len: usize) -> Vec<u32> {
     let device = z.device();
-    let v = model.shape.vocab_size;
+    let v = stepper.model.shape.vocab_size;
     // Live hypotheses: (words, log-probability).
     let mut live: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0)];
     let mut finished: Vec<(Vec<u32>, f64)> = Vec::new();
-    let mut states = model.initial_states(&z);
+    let mut states = stepper.initial_states(&z);
     let l = z.dims()[1];
     for step in 0..=max_len {
         let k = live.len();
@@ -168,11 +291,10 @@ fn beam(model: &TextVae, z: Tensor<2>, width: usize, max_len: usize) -> Vec<u32>
             .iter()
             .map(|(w, _)| w.last().copied().unwrap_or(BOS))
             .collect();
-        let (logits, next) = model.next_logits(ids_tensor(&prev, &device), &zk, states);
-        let host = tensor_to_vec(logits);
+        let (host, next) = stepper.next(&prev, &zk, states);
         let mut candidates: Vec<(usize, u32, f64)> = Vec::with_capacity(k * width);
         for (i, (_, score)) in live.iter().enumerate() {
-            let lp = log_softmax_row(&host, i, v);
+            let lp = &host[i * v..(i + 1) * v];
             let mut order: Vec<usize> = (0..v).collect();
             order.select_nth_unstable_by(width.min(v) - 1, |a, b| lp[*b].total_cmp(&lp[*a]));
             for &j in order.iter().take(width) {
@@ -198,7 +320,7 @@ fn beam(model: &TextVae, z: Tensor<2>, width: usize, max_len: usize) -> Vec<u32>
         if new_live.is_empty() || finished.len() >= width {
             break;
         }
-        states = states_select(next, &ids_tensor(&keep, &device));
+        states = stepper.select(next, &keep, k, &device);
         live = new_live;
     }
     let per_word = |(w, s): &(Vec<u32>, f64)| s / (w.len() + 1) as f64;
@@ -233,4 +355,59 @@ pub fn latent_tensor(rows: &[Vec<f64>], device: &Device) -> Tensor<2> {
     let l = rows.first().map_or(0, Vec::len);
     let v: Vec<f32> = rows.iter().flatten().map(|&x| x as f32).collect();
     Tensor::from_data(TensorData::new(v, [rows.len(), l]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::labelled_model;
+
+    fn assert_guided(got: &[f64], own: &[f64], other: &[f64], g: f64, v: usize) {
+        for i in 0..got.len() / v {
+            let raw: Vec<f64> = (0..v)
+                .map(|w| own[i * v + w] + g * (own[i * v + w] - other[i * v + w]))
+                .collect();
+            let want = log_softmax_row(&raw, 0, v);
+            for w in 0..v {
+                let a = got[i * v + w];
+                assert!(
+                    (a - want[w]).abs() < 1e-5,
+                    "row {i} word {w}: {a} vs {}",
+                    want[w]
+                );
+            }
+        }
+    }
+
+    /// Each guided step is `log p(. | y) + g (log p(. | y) - log p(. | other y))`, renormalised, with
+    /// the other class's decoder following the same words, also after a beam keeps some rows.
+    #[test]
+    fn guidance_contrasts_each_step_with_the_other_class_following_the_same_words() {
+        let (m, device) = labelled_model(1.0, 0.1, false, 0, 7);
+        let v = m.shape.vocab_size;
+        let z = latent_tensor(&[vec![0.3, -0.2, 0.9], vec![-1.0, 0.5, 0.1]], &device);
+        let own_c = m.condition(z.clone(), &[1, 0]);
+        let other_c = m.condition(z, &[0, 1]);
+        let plain = Stepper::new(&m, 0.0);
+        assert_eq!(plain.groups, 1);
+        let (own1, own_s) = plain.next(&[BOS, BOS], &own_c, plain.initial_states(&own_c));
+        let (other1, other_s) = plain.next(&[BOS, BOS], &other_c, plain.initial_states(&other_c));
+        let (own2, _) = plain.next(&[4, 5], &own_c, own_s);
+        let (other2, _) = plain.next(&[4, 5], &other_c, other_s);
+        let g = 2.0;
+        let guided = Stepper::new(&m, g);
+        let (got1, s) = guided.next(&[BOS, BOS], &own_c, guided.initial_states(&own_c));
+        assert_guided(&got1, &own1, &other1, g, v);
+        assert!(got1.iter().zip(&own1).any(|(a, b)| (a - b).abs() > 1e-3));
+        let (got2, _) = guided.next(&[4, 5], &own_c, s.clone());
+        assert_guided(&got2, &own2, &other2, g, v);
+        // A beam keeping row 1 alone: every copy keeps its row 1.
+        let kept = guided.select(s, &[1], 2, &device);
+        let row1 = own_c.clone().slice([1..2, 0..own_c.dims()[1]]);
+        let (got_kept, _) = guided.next(&[5], &row1, kept);
+        assert_guided(&got_kept, &own2[v..], &other2[v..], g, v);
+        // Decoding with guidance 0 is the unguided decoder's.
+        let greedy = |g| decode_with_guidance(&m, own_c.clone(), Decoding::Greedy, g, 6);
+        assert_eq!(greedy(0.0), decode(&m, own_c.clone(), Decoding::Greedy, 6));
+    }
 }

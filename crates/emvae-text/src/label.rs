@@ -51,16 +51,14 @@ impl TextVae {
         Tensor::cat(vec![z, y], 1)
     }
 
-    /// Logits of q(y | x) `[B, classes]`: a linear map of the means, over each sentence's tokens, of the
-    /// encoder's and the decoder's word embeddings side by side. Every sentence trains both tables (the
-    /// decoder's as a language model's, whose input embeddings group words that predict the same next
-    /// words), so that the classifier generalises from a few labelled sentences to words it has not
-    /// seen labelled. Beside it, each word's own logits `[vocab, classes]`, averaged over the sentence:
-    /// a bag-of-words regression, which can follow the model's per-word evidence for y (the word bias)
-    /// when it learns the exact posterior on unlabelled sentences. `None` without a label latent.
-    pub fn class_logits(&self, tokens: &TokenBatch) -> Option<Tensor<2>> {
+    /// The dense features of q(y | x) `[B, 2 embedding]`: the means, over each sentence's tokens, of
+    /// the encoder's and the decoder's word embeddings side by side. Every sentence trains both tables
+    /// (the decoder's as a language model's, whose input embeddings group words that predict the same
+    /// next words), so that the classifier generalises from a few labelled sentences to words it has
+    /// not seen labelled. `None` without a label latent.
+    pub fn class_features(&self, tokens: &TokenBatch) -> Option<Tensor<2>> {
         let enc = self.encoder.as_ref()?;
-        let classifier = enc.classifier.as_ref()?;
+        enc.classifier.as_ref()?;
         let [b, t] = tokens.tokens.dims();
         let device = tokens.mask.device();
         let lengths: Vec<f32> = tokens.lengths.iter().map(|&n| n.max(1) as f32).collect();
@@ -71,13 +69,29 @@ impl TextVae {
             let emb = burn::tensor::module::embedding(table, tokens.tokens.clone());
             (emb * mask.clone()).sum_dim(1).reshape([b, e]) / lengths.clone()
         };
-        let features = Tensor::cat(
+        Some(Tensor::cat(
             vec![mean(enc.embedding.val()), mean(self.embedding.val())],
             1,
-        );
-        let logits = classifier.forward(features);
+        ))
+    }
+
+    /// Logits of q(y | x) `[B, classes]`: a linear map of [`Self::class_features`], plus the per-word
+    /// logits `[vocab, classes]` summed over the sentence's bag of words (each distinct token once,
+    /// [`TokenBatch::bag`]): a bag-of-words regression, the form that can follow the model's per-word
+    /// evidence for y (the word bias) when it learns the model's posterior on unlabelled sentences
+    /// (see [`crate::refit`]). `None` without a label latent.
+    pub fn class_logits(&self, tokens: &TokenBatch) -> Option<Tensor<2>> {
+        let enc = self.encoder.as_ref()?;
+        let classifier = enc.classifier.as_ref()?;
+        let logits = classifier.forward(self.class_features(tokens)?);
         Some(match &enc.classifier_words {
-            Some(words) => logits + mean(words.val()),
+            Some(words) => {
+                let [b, t] = tokens.tokens.dims();
+                let k = words.dims()[1];
+                let per_word = burn::tensor::module::embedding(words.val(), tokens.tokens.clone());
+                let bag = tokens.bag.clone().reshape([b, t, 1]);
+                logits + (per_word * bag).sum_dim(1).reshape([b, k])
+            }
             None => logits,
         })
     }
@@ -182,8 +196,8 @@ impl TextVae {
 mod tests {
     use super::*;
     use crate::batch::TextData;
-    use crate::config::{LabelLatentConfig, RnnConfig};
-    use crate::{TextVaeConfig, dataset::TextBatch};
+    use crate::dataset::TextBatch;
+    use crate::test_support::labelled_model;
     use burn::tensor::{Device, Distribution};
     use emvae_core::tensor::tensor_to_vec;
 
@@ -192,28 +206,7 @@ mod tests {
     }
 
     fn model_with(alpha: f64, beta: f64, word_bias: bool) -> (TextVae, Device) {
-        let rnn = RnnConfig {
-            hidden: 8,
-            ..Default::default()
-        };
-        let config = TextVaeConfig {
-            latent: 3,
-            embedding: 6,
-            encoder: rnn.clone(),
-            decoder: rnn,
-            label: Some(LabelLatentConfig {
-                classes: vec!["neg".into(), "pos".into()],
-                labelled_fraction: 1.0,
-                classifier_weight: alpha,
-                posterior_weight: beta,
-                word_bias,
-            }),
-            vocab_size: 12,
-            dropout: 0.0,
-            ..Default::default()
-        };
-        let device = Device::flex();
-        (TextVae::new(&config, 12, 3, &device), device)
+        labelled_model(alpha, beta, word_bias, 0, 3)
     }
 
     fn batch(device: &Device, noise: Option<u64>) -> TextBatch {

@@ -13,10 +13,14 @@ pub mod corpus;
 pub mod dataset;
 pub mod error;
 pub mod grammar;
+pub mod guidance;
 pub mod inference;
 pub mod label;
 pub mod model;
+pub mod refit;
 pub mod rnn;
+#[cfg(test)]
+mod test_support;
 pub mod vocab;
 
 pub use config::TextVaeConfig;

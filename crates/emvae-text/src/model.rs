@@ -34,7 +34,7 @@ pub struct SentenceEncoder {
     pub log_var: Linear,
     /// q(y | x) of the label latent, on the sentence's mean embeddings (see [`crate::label`]).
     pub classifier: Option<Linear>,
-    /// `[vocab, classes]`: q(y | x)'s per-word logits, averaged over the sentence (see
+    /// `[vocab, classes]`: q(y | x)'s per-word logits, summed over the sentence's bag of words (see
     /// [`TextVae::class_logits`]).
     pub classifier_words: Option<Param<Tensor<2>>>,
 }
@@ -67,6 +67,13 @@ pub struct Shape {
     /// Weights of the classifier's losses: labelled sentences, unlabelled ones.
     pub classifier_weight: f64,
     pub posterior_weight: f64,
+    /// The end-of-training refit of q(y | x) (see [`crate::refit`]): importance samples (0: none) and
+    /// inverse penalty.
+    pub refit_samples: usize,
+    pub refit_c: f64,
+    /// Label guidance of decoding (see [`crate::inference::decode_with_guidance`]); 0 without a label
+    /// latent, and until calibrated where the config leaves it to calibration.
+    pub guidance: f64,
     pub has_latent: bool,
     pub every_input: bool,
     pub dropout: f64,
@@ -150,6 +157,13 @@ impl TextVae {
                 n_classes: k,
                 classifier_weight: config.label.as_ref().map_or(0.0, |x| x.classifier_weight),
                 posterior_weight: config.label.as_ref().map_or(0.0, |x| x.posterior_weight),
+                refit_samples: config.label.as_ref().map_or(0, |x| x.refit_samples),
+                refit_c: config.label.as_ref().map_or(1.0, |x| x.refit_c),
+                guidance: config
+                    .label
+                    .as_ref()
+                    .and_then(|x| x.guidance)
+                    .unwrap_or(0.0),
                 has_latent,
                 every_input,
                 dropout: config.dropout,
@@ -386,6 +400,22 @@ impl AmortizedModel for TextVae {
 
     fn prior(&self) -> &Prior {
         &self.prior
+    }
+
+    fn finish_training(&mut self, data: &TextDataset, seed: u64) -> Result<(), VaeError> {
+        if let Some(r) = self.refit_classifier(&data.data, seed) {
+            tracing::info!(
+                "q(y | x) refitted to the model's posterior p(y | x) ({} importance samples) on {} unlabelled and \
+                 {} labelled training sentences: it now agrees with the posterior's class on {:.1}% of the \
+                 unlabelled ones ({:.1}% before)",
+                self.shape.refit_samples,
+                r.unlabelled,
+                r.labelled,
+                100.0 * r.agreement_after,
+                100.0 * r.agreement_before
+            );
+        }
+        Ok(())
     }
 
     fn guide_gradients(&self, grads: Gradients) -> GradientsParams {

@@ -95,6 +95,13 @@ pub trait AmortizedModel: Module + Sync + 'static {
     }
     /// The prior p(z).
     fn prior(&self) -> &Prior;
+    /// The last step of training, once the bound's optimisation has ended (the final epoch or an early
+    /// stop), before the last checkpoint and the model file are written: where a guide has a part
+    /// fitted apart from the bound (a classifier refitted to the model's posterior), it is fitted here.
+    /// The default does nothing.
+    fn finish_training(&mut self, _data: &Self::Data, _seed: u64) -> Result<(), VaeError> {
+        Ok(())
+    }
     /// Gradients of the guide's parameters only (from a backward pass through the whole model).
     fn guide_gradients(&self, grads: Gradients) -> GradientsParams;
 }

@@ -615,6 +615,9 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             None
         };
         let best = eval.as_ref().map(|d| self.track_validation(-d.elbo, epoch));
+        if last || self.state.finished {
+            self.model.finish_training(&self.train, self.seed)?;
+        }
         let aggressive =
             (self.config.estep().strategy == Strategy::Aggressive).then_some(self.state.aggressive);
         if self.state.aggressive {
