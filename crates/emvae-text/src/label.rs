@@ -11,10 +11,11 @@
 //! the classes' symmetry while no decoder tells them apart yet.
 //!
 //! The guide's classifier q(y | x) (what `classify` reports) reads the mean word embeddings of the
-//! encoder and the decoder, which every sentence trains. It learns from `-alpha log q(y | x)` on
-//! labelled sentences and `beta KL(p(y | x, z) || q(y | x))` on unlabelled ones, the model's exact
-//! posterior held fixed (the wake update of the guide in reweighted wake-sleep): once the decoders
-//! differ by class, the generative model teaches the classifier about words no label showed it.
+//! encoder and the decoder, which every sentence trains, and the sentence's bag of words. It learns
+//! from `-alpha log q(y | x)` on labelled sentences and `beta KL(p(y | x, z) || q(y | x))` on unlabelled
+//! ones, the model's exact posterior held fixed (the wake update of the guide in reweighted wake-sleep):
+//! once the decoders differ by class, the generative model teaches the classifier about words no label
+//! showed it. When training ends that update is run to convergence ([`crate::refit`]).
 
 use burn::tensor::{Tensor, TensorData, activation};
 use emvae_core::tensor::log_sum_exp;
