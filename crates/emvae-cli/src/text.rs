@@ -315,14 +315,18 @@ pub(crate) fn open_trained(
     })?;
     let mut model = model.valid();
     if config.label.as_ref().is_some_and(|l| l.guidance.is_none()) {
-        model.shape.guidance = stored_guidance(&run)?.unwrap_or_else(|| {
-            tracing::warn!(
-                "{} has no {DECODING_FILE} (its training did not finish writing it): calibrating the label \
-                 guidance now",
-                run.root().display()
-            );
-            calibrate_guidance(&model, loaded.config.seed, &device).guidance
-        });
+        model.shape.guidance = match stored_guidance(&run)? {
+            Some(g) => g,
+            None => {
+                let g = calibrate_guidance(&model, loaded.config.seed, &device).guidance;
+                tracing::warn!(
+                    "{} has no {DECODING_FILE} (its training did not finish writing it): the label guidance, \
+                     calibrated now, is {g}",
+                    run.root().display()
+                );
+                g
+            }
+        };
     }
     Ok(Trained {
         loaded,
@@ -373,15 +377,16 @@ fn calibrate_run_guidance(
     let record = json!({
         "guidance": c.guidance,
         "criterion": format!(
-            "the smallest guidance at which q(y | x) assigns at least {} of {} temperature-1 samples per class to \
-             their class",
+            "the smallest guidance at which q(y | x) assigns at least {} of each class's {} samples to it, \
+             sampled at temperature 1 and decoded greedily (the worst class and decoding)",
             emvae_text::guidance::TARGET,
             emvae_text::guidance::SAMPLES_PER_CLASS
         ),
         "tried": tried,
     });
     tracing::info!(
-        "label guidance calibrated to {} (q(y | x) agreement with the samples' classes per guidance: {})",
+        "label guidance calibrated to {} (q(y | x)'s agreement with the samples' classes, worst class and \
+         decoding, per guidance: {})",
         c.guidance,
         c.tried
             .iter()
