@@ -104,6 +104,22 @@ fn the_sentiment_latent_learns_from_unlabelled_sentences_and_serves_its_commands
         assert!(r["posterior"]["pos"].is_number(), "{r}");
     }
     assert_eq!(rows[2]["unknown_words"], serde_json::json!(["zesty"]));
+    // The best epoch's model (an earlier one here) got the same end-of-training refit of q.
+    let out = emvae(
+        d,
+        &[
+            "classify",
+            "--run",
+            "runs/ss",
+            "--best",
+            "--text",
+            "labelled.txt",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for r in json_lines(&out.stdout) {
+        assert_eq!(r["label"], r["observed"], "{r}");
+    }
 
     // Samples with a label carry it.
     for (label, want) in [("pos", true), ("neg", false)] {

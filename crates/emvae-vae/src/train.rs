@@ -461,13 +461,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
 
     /// The model's parameters as burnpack bytes.
     pub fn model_bytes(&self) -> Result<Vec<u8>, VaeError> {
-        Ok(self
-            .model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| VaeError::Checkpoint(format!("model: {e}")))?
-            .to_vec())
+        model_bytes(self.model.clone())
     }
 
     pub fn steps_per_epoch(&self) -> u64 {
@@ -1064,6 +1058,15 @@ fn split_checkpoint(bytes: &[u8]) -> Result<Vec<&[u8]>, VaeError> {
 }
 
 /// Loads burnpack `bytes` into `model`, rejecting a record of another architecture.
+/// A model's parameters as burnpack bytes (what [`load_model`] reads).
+pub fn model_bytes<M: Module>(model: M) -> Result<Vec<u8>, VaeError> {
+    Ok(model
+        .into_record()
+        .into_bytes()
+        .map_err(|e| VaeError::Checkpoint(format!("model: {e}")))?
+        .to_vec())
+}
+
 pub fn load_model<M: Module>(model: M, bytes: &[u8]) -> Result<M, VaeError> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
         .map_err(|e| VaeError::Checkpoint(format!("damaged model record: {e}")))?;
