@@ -7,10 +7,8 @@ use emvae_core::rng::rng_for;
 use emvae_text::baseline::BowLogistic;
 use emvae_text::batch::TextData;
 use emvae_text::classify::{accuracy, argmax, guide_probabilities, model_probabilities};
-use emvae_text::inference::{Decoding, decode_with_guidance};
+use emvae_text::guidance::{checked_decodings, conditional_samples};
 use emvae_text::{TextTrainer, TextVae, TextVaeConfig};
-use emvae_vae::AmortizedModel;
-use emvae_vae::inference::sample_prior;
 use rand::Rng as _;
 use serde_json::{Value, json};
 
@@ -314,29 +312,17 @@ pub(crate) fn scores(
     }
     // The independent judge of conditional samples: every training label, hidden ones included.
     let judge = fit_on(&all_rows, &h.train_labels);
-    let n = SAMPLES_PER_CLASS * k;
-    let classes: Vec<usize> = (0..n).map(|i| i % k).collect();
     let agreement = |guidance: f64| {
         let mut out = serde_json::Map::new();
-        for (name, decoding) in [
-            (
-                "temperature_1",
-                Decoding::Sample {
-                    temperature: 1.0,
-                    seed,
-                },
-            ),
-            ("greedy", Decoding::Greedy),
-        ] {
-            let z = sample_prior(model.prior(), n, seed, device);
-            let cond = model.condition(z, &classes);
-            let ids = decode_with_guidance(model, cond, decoding, guidance, 50);
+        for (name, decoding) in checked_decodings(seed) {
+            let (classes, ids) =
+                conditional_samples(model, SAMPLES_PER_CLASS, decoding, guidance, seed, device);
             let right = ids
                 .iter()
                 .zip(&classes)
                 .filter(|(s, c)| argmax(&judge.probabilities(s)) == **c)
                 .count();
-            out.insert(name.into(), json!(right as f64 / n.max(1) as f64));
+            out.insert(name.into(), json!(right as f64 / ids.len().max(1) as f64));
         }
         out
     };

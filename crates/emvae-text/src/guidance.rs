@@ -25,7 +25,7 @@ pub const TARGET: f64 = 0.95;
 /// Samples per class at each grid point.
 pub const SAMPLES_PER_CLASS: usize = 50;
 /// Longest sample, in words.
-const MAX_WORDS: usize = 50;
+pub const MAX_WORDS: usize = 50;
 
 /// The chosen guidance and, at each value tried, q(y | x)'s agreement with the samples' classes (the
 /// worst class and decoding).
@@ -33,6 +33,41 @@ const MAX_WORDS: usize = 50;
 pub struct Calibration {
     pub guidance: f64,
     pub tried: Vec<(f64, f64)>,
+}
+
+/// The decodings whose samples are checked for their class, by name: words drawn at temperature 1
+/// (noise from `seed`), and greedy.
+pub fn checked_decodings(seed: u64) -> [(&'static str, Decoding); 2] {
+    [
+        (
+            "temperature_1",
+            Decoding::Sample {
+                temperature: 1.0,
+                seed,
+            },
+        ),
+        ("greedy", Decoding::Greedy),
+    ]
+}
+
+/// `per_class` sentences per class of `model` (which has a label latent), z drawn from the prior with
+/// `seed`, decoded with `decoding` and `guidance` (at most [`MAX_WORDS`] words): the classes, sample
+/// `i` of class `i % classes`, and the sentences.
+pub fn conditional_samples(
+    model: &TextVae,
+    per_class: usize,
+    decoding: Decoding,
+    guidance: f64,
+    seed: u64,
+    device: &Device,
+) -> (Vec<usize>, Vec<Vec<u32>>) {
+    let k = model.n_classes();
+    let n = per_class * k;
+    let classes: Vec<usize> = (0..n).map(|i| i % k).collect();
+    let z = sample_prior(model.prior(), n, seed, device);
+    let cond = model.condition(z, &classes);
+    let sentences = decode_with_guidance(model, cond, decoding, guidance, MAX_WORDS);
+    (classes, sentences)
 }
 
 /// Calibrates the guidance of `model` (which has a label latent; 0 without one) on samples drawn from
@@ -45,28 +80,20 @@ pub fn calibrate_guidance(model: &TextVae, seed: u64, device: &Device) -> Calibr
             tried: Vec::new(),
         };
     }
-    let n = SAMPLES_PER_CLASS * k;
-    let classes: Vec<usize> = (0..n).map(|i| i % k).collect();
     let mut tried = Vec::new();
     for &g in &GRID {
         let mut agreement = 1.0f64;
-        for decoding in [
-            Decoding::Sample {
-                temperature: 1.0,
-                seed,
-            },
-            Decoding::Greedy,
-        ] {
-            let z = sample_prior(model.prior(), n, seed, device);
-            let cond = model.condition(z, &classes);
+        for (_, decoding) in checked_decodings(seed) {
+            let (classes, sentences) =
+                conditional_samples(model, SAMPLES_PER_CLASS, decoding, g, seed, device);
             let data = TextData {
-                sentences: decode_with_guidance(model, cond, decoding, g, MAX_WORDS),
+                sentences,
                 labels: None,
                 label_names: Vec::new(),
             };
             let q = guide_probabilities(model, &data, device);
             for class in 0..k {
-                let right = (class..n)
+                let right = (class..classes.len())
                     .step_by(k)
                     .filter(|&i| argmax(&q[i]) == class)
                     .count();
