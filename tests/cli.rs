@@ -588,6 +588,10 @@ fn train_eval_predict_sample_generate_round_trip() {
     );
     let eval = emvae(dir.path(), &["eval", "--run", "run"]);
     assert_eq!(eval.code, 0, "{}", eval.stderr);
+    // One fit is kept: a choice among saved models is refused, not ignored.
+    let kept = emvae(dir.path(), &["eval", "--run", "run", "--epoch", "1"]);
+    assert_eq!(kept.code, 2);
+    assert!(kept.stderr.contains("keeps one fit"), "{}", kept.stderr);
     let report: serde_json::Value = serde_json::from_str(&eval.stdout).unwrap();
     assert!(
         report["labelled_accuracy"].as_f64().unwrap() > 0.9,

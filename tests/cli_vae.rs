@@ -96,6 +96,17 @@ fn vae_bad_inputs_give_clear_errors_and_exit_2() {
             vec!["bad-magic.idx", "wrong magic number 0x00004203"],
         ),
         (
+            "epoch 0 kept",
+            vae_config(
+                "x.csv",
+                "",
+                "[12, 16, 2]",
+                "[2, 16, 12]",
+                "[run]\nkeep_epochs = [0, 2]\n",
+            ),
+            vec!["key `run.keep_epochs`", "0 is not an epoch"],
+        ),
+        (
             "truncated IDX file",
             vae_config("truncated.idx", "", "[4, 8, 2]", "[2, 8, 4]", ""),
             vec!["truncated.idx", "truncated IDX file"],
@@ -255,7 +266,7 @@ fn vae_run_trains_evaluates_encodes_decodes_and_resumes_exactly() {
         "test_rows = 40",
         "[12, 16, 2]",
         "[2, 16, 12]",
-        "[vae.objective]\nannealing = \"linear\"\nanneal_steps = 20\n",
+        "[vae.objective]\nannealing = \"linear\"\nanneal_steps = 20\n[run]\nkeep_epochs = [1, 3]\n",
     );
     std::fs::write(d.join("c.toml"), config).unwrap();
     let whole = emvae(d, &["train", "--config", "c.toml", "--out", "whole", "-q"]);
@@ -329,6 +340,35 @@ fn vae_run_trains_evaluates_encodes_decodes_and_resumes_exactly() {
     let metrics = untimed("whole/metrics.jsonl");
     assert_eq!(metrics.len(), 6);
     assert_eq!(metrics, untimed("parts/metrics.jsonl"));
+    // The kept models: epoch 1 from the first piece, epoch 3 from the third; each scores as the whole
+    // run's (the files differ in burn's parameter ids, not in the weights), and the later the better.
+    assert!(!d.join("whole/model_epoch2.bpk").exists());
+    let nll_of = |run: &str, extra: &[&str]| -> f64 {
+        let mut args = vec!["eval", "--run", run, "--iw-samples", "50"];
+        args.extend_from_slice(extra);
+        let out = emvae(d, &args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        report["iw"]["nll"].as_f64().unwrap()
+    };
+    let after_one = nll_of("whole", &["--epoch", "1"]);
+    let after_three = nll_of("whole", &["--epoch", "3"]);
+    let last = nll_of("whole", &[]);
+    assert_eq!(after_one, nll_of("parts", &["--epoch", "1"]));
+    assert_eq!(after_three, nll_of("parts", &["--epoch", "3"]));
+    assert!(
+        after_one > after_three && after_three > last,
+        "{after_one} {after_three} {last}"
+    );
+    let not_kept = emvae(d, &["eval", "--run", "whole", "--epoch", "2"]);
+    assert_eq!(not_kept.code, 2);
+    assert!(
+        not_kept.stderr.contains("no model_epoch2.bpk") && not_kept.stderr.contains("keep_epochs"),
+        "{}",
+        not_kept.stderr
+    );
+    let both = emvae(d, &["eval", "--run", "whole", "--epoch", "1", "--best"]);
+    assert_eq!(both.code, 2, "{}", both.stderr);
     let codes = emvae(d, &["encode", "--run", "whole"]);
     assert_eq!(codes.code, 0, "{}", codes.stderr);
     assert_eq!(codes.stdout, emvae(d, &["encode", "--run", "parts"]).stdout);

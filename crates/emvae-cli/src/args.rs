@@ -169,9 +169,25 @@ pub struct EvalArgs {
     /// VAE: also measure the amortization gap (per-point optimised posteriors vs the encoder's).
     #[arg(long)]
     pub amortization_gap: bool,
-    /// VAE and text models: evaluate the model of the best held-out evaluation instead of the last.
+    #[command(flatten)]
+    pub which: ModelChoiceArgs,
+}
+
+/// Which of a run's saved models a command uses (default: the last).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ModelChoiceArgs {
+    /// Use the model of the best held-out evaluation (model_best.bpk) instead of the last.
     #[arg(long)]
     pub best: bool,
+    /// Use the model kept after epoch N (model_epoch<N>.bpk, written for the config's run.keep_epochs).
+    #[arg(long, conflicts_with = "best", value_parser = clap::value_parser!(u64).range(1..))]
+    pub epoch: Option<u64>,
+}
+
+impl ModelChoiceArgs {
+    pub fn file(self) -> crate::vae::ModelFile {
+        crate::vae::ModelFile::chosen(self.best, self.epoch)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -181,9 +197,8 @@ pub struct EncodeArgs {
     /// Text models: a corpus file (one sentence per line); default: the run's held-out sentences.
     #[arg(long, conflicts_with = "data")]
     pub text: Option<PathBuf>,
-    /// Use the model of the best held-out evaluation (model_best.bpk) instead of the last.
-    #[arg(long)]
-    pub best: bool,
+    #[command(flatten)]
+    pub which: ModelChoiceArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -248,9 +263,8 @@ pub struct InterpolateArgs {
     /// Points on the line, both ends included.
     #[arg(long, default_value_t = 8)]
     pub steps: usize,
-    /// Use the model of the best held-out evaluation instead of the last.
-    #[arg(long)]
-    pub best: bool,
+    #[command(flatten)]
+    pub which: ModelChoiceArgs,
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
     #[command(flatten)]
@@ -270,9 +284,8 @@ pub struct DecodeArgs {
     pub z: PathBuf,
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
-    /// Use the model of the best held-out evaluation instead of the last.
-    #[arg(long)]
-    pub best: bool,
+    #[command(flatten)]
+    pub which: ModelChoiceArgs,
     #[command(flatten)]
     pub decoding: DecodingArgs,
     #[command(flatten)]
@@ -318,9 +331,8 @@ pub struct SampleArgs {
     /// HMM: steps per sampled sequence (a model of a corpus: --max-words).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub length: u64,
-    /// Use the model of the best held-out evaluation instead of the last.
-    #[arg(long)]
-    pub best: bool,
+    #[command(flatten)]
+    pub which: ModelChoiceArgs,
     #[command(flatten)]
     pub decoding: DecodingArgs,
     #[command(flatten)]

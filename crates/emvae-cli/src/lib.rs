@@ -41,6 +41,7 @@ pub use runconfig::{ModelKind, RunConfig};
 
 use args::{BenchWhich, Cli, Command};
 use error::CliResult;
+use vae::ModelFile;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
@@ -91,6 +92,13 @@ fn decoder_model(dir: &std::path::Path, command: &str) -> CliResult<ModelKind> {
     }
 }
 
+/// `--best` or `--epoch` on a run of an exact model, which keeps one fitted model.
+fn one_model_file() -> error::CliError {
+    error::CliError::user(
+        "--best and --epoch apply to the amortized models (vae, text); an exact model's run keeps one fit",
+    )
+}
+
 fn run(command: Command) -> CliResult<()> {
     match command {
         Command::Train(args) => {
@@ -118,6 +126,9 @@ fn run(command: Command) -> CliResult<()> {
         }
         Command::Plot(args) => plot::plot(&args),
         Command::Eval(args) => match model_of(&args.run.run)? {
+            kind if kind.is_exact() && args.which.file() != ModelFile::Last => {
+                Err(one_model_file())
+            }
             ModelKind::Gmm => gmm::eval(&args),
             ModelKind::Vae => vae::eval(&args),
             ModelKind::Text => text::eval(&args),
@@ -139,6 +150,9 @@ fn run(command: Command) -> CliResult<()> {
             kind if kind != ModelKind::Text && args.decoding.label.is_some() => Err(
                 CliError::user("--label applies to text models with a label latent ([text.label])"),
             ),
+            kind if kind.is_exact() && args.which.file() != ModelFile::Last => {
+                Err(one_model_file())
+            }
             ModelKind::Gmm => gmm::sample(&args),
             ModelKind::Vae => vae::sample(&args),
             ModelKind::Text => text::sample(&args),
@@ -147,6 +161,9 @@ fn run(command: Command) -> CliResult<()> {
             ModelKind::Hmm => hmm::sample(&args),
         },
         Command::Encode(args) => match latent_model(&args.run.run, "encode")? {
+            kind if kind.is_exact() && args.which.file() != ModelFile::Last => {
+                Err(one_model_file())
+            }
             ModelKind::Text => text::encode_cmd(&args),
             ModelKind::Ppca | ModelKind::Fa => linear::encode(&args),
             _ => vae::encode(&args),

@@ -14,6 +14,7 @@
 //!
 //! [run]
 //! checkpoint_every = 1   # iterations (gmm) or epochs (vae) between checkpoints
+//! keep_epochs = [1, 5]   # vae and text: the model after these epochs, as model_epoch<N>.bpk
 //! plot = true            # pictures and report.html at the end of training (emvae plot)
 //! ```
 //! Unknown keys are errors; every error names the file, line and key.
@@ -123,6 +124,10 @@ pub struct RunSettings {
     /// Iterations (gmm) or epochs (vae) between checkpoints.
     #[serde(default = "default_one")]
     pub checkpoint_every: usize,
+    /// Amortized models (vae, text): the model after each of these epochs is kept as
+    /// `model_epoch<N>.bpk`, so that a long run can be scored at several budgets (`emvae eval --epoch N`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_epochs: Vec<u64>,
     /// Pictures and report.html at the end of training (`emvae plot`).
     #[serde(default = "default_true")]
     pub plot: bool,
@@ -136,6 +141,7 @@ impl Default for RunSettings {
     fn default() -> Self {
         Self {
             checkpoint_every: 1,
+            keep_epochs: Vec::new(),
             plot: true,
         }
     }
@@ -260,6 +266,21 @@ impl LoadedConfig {
             return Err(self.invalid(InvalidParam::new(
                 "run.checkpoint_every",
                 "must be at least 1, got 0",
+            )));
+        }
+        if c.run.keep_epochs.contains(&0) {
+            return Err(self.invalid(InvalidParam::new(
+                "run.keep_epochs",
+                "epochs count from 1; 0 is not an epoch",
+            )));
+        }
+        if !c.run.keep_epochs.is_empty() && c.model.is_exact() {
+            return Err(self.invalid(InvalidParam::new(
+                "run.keep_epochs",
+                format!(
+                    "applies to the amortized models (vae, text), not model = \"{}\"",
+                    c.model.name()
+                ),
             )));
         }
         let present = [

@@ -30,8 +30,8 @@ use crate::runconfig::LoadedConfig;
 use crate::runs::{TrainTarget, already_complete, open_run, read_checkpoint};
 use crate::text_label;
 use crate::vae::{
-    BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, amortized_error, device, read_model_bytes,
-    resume_error, run_training,
+    BEST_MODEL_FILE, CHECKPOINT_FILE, MODEL_FILE, ModelFile, amortized_error, device,
+    read_model_bytes, resume_error, run_training,
 };
 
 /// The run's vocabulary, built from its training split.
@@ -209,8 +209,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         trainer.total_steps(),
         config.train.batch_size
     );
-    let every = loaded.config.run.checkpoint_every;
-    if run_training(&mut trainer, run, every, stop_after, &|e| {
+    if run_training(&mut trainer, run, &loaded.config.run, stop_after, &|e| {
         vae_error(loaded, e)
     })? == Outcome::Stopped
     {
@@ -329,7 +328,7 @@ pub(crate) struct Trained {
 
 pub(crate) fn open_trained(
     dir: &Path,
-    best: bool,
+    which: ModelFile,
     backend: Option<crate::backend::Backend>,
 ) -> CliResult<Trained> {
     let (loaded, run) = open_run(dir, None)?;
@@ -338,7 +337,7 @@ pub(crate) fn open_trained(
     config.vocab_size = vocab.len();
     let (device, _) = device(&loaded, backend)?;
     let device = device.without_autodiff();
-    let (path, bytes) = read_model_bytes(&run, best)?;
+    let (path, bytes) = read_model_bytes(&run, which)?;
     let fresh = TextVae::new(&config, vocab.len(), loaded.config.seed, &device);
     let model = load_model(fresh, &bytes).map_err(|e| {
         CliError::user(format!(
@@ -519,7 +518,7 @@ pub(crate) fn words(vocab: &Vocab, ids: &[u32]) -> String {
 }
 
 pub fn encode_cmd(args: &EncodeArgs) -> CliResult<()> {
-    let t = open_trained(&args.run.run, args.best, args.run.backend)?;
+    let t = open_trained(&args.run.run, args.which.file(), args.run.backend)?;
     let (corpus, data, unknown) =
         command_sentences(&t, args.text.as_deref().or(args.run.data.as_deref()))?;
     let (mean, log_var) = encode(&t.model, &data, &t.device);
@@ -636,7 +635,10 @@ pub(crate) fn write_sentences(
 }
 
 pub fn sample(args: &SampleArgs) -> CliResult<()> {
-    let t = with_guidance(open_trained(&args.run, args.best, None)?, &args.decoding)?;
+    let t = with_guidance(
+        open_trained(&args.run, args.which.file(), None)?,
+        &args.decoding,
+    )?;
     if args.n_samples == 0 {
         return Err(CliError::user("-n: at least one sample"));
     }
@@ -663,7 +665,7 @@ pub fn sample(args: &SampleArgs) -> CliResult<()> {
 
 pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
     let t = with_guidance(
-        open_trained(&args.run, args.best, args.backend)?,
+        open_trained(&args.run, args.which.file(), args.backend)?,
         &args.decoding,
     )?;
     let z = read_latents(&args.z, t.model.shape.latent)?;
@@ -685,7 +687,7 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
 pub fn reconstruct(args: &ReconstructArgs) -> CliResult<()> {
     let e = &args.encode;
     let t = with_guidance(
-        open_trained(&e.run.run, e.best, e.run.backend)?,
+        open_trained(&e.run.run, e.which.file(), e.run.backend)?,
         &args.decoding,
     )?;
     reencode(&t, args)
@@ -725,7 +727,7 @@ pub(crate) fn reencode(t: &Trained, args: &ReconstructArgs) -> CliResult<()> {
 
 pub fn interpolate(args: &InterpolateArgs) -> CliResult<()> {
     let t = with_guidance(
-        open_trained(&args.run, args.best, args.backend)?,
+        open_trained(&args.run, args.which.file(), args.backend)?,
         &args.decoding,
     )?;
     if !t.model.shape.has_latent {
@@ -790,7 +792,7 @@ pub fn interpolate(args: &InterpolateArgs) -> CliResult<()> {
 }
 
 pub fn eval(args: &EvalArgs) -> CliResult<()> {
-    let t = open_trained(&args.run.run, args.best, args.run.backend)?;
+    let t = open_trained(&args.run.run, args.which.file(), args.run.backend)?;
     let (_, data, _) = command_sentences(&t, args.run.data.as_deref())?;
     let v = t.vocab.len();
     let set = TextDataset::evaluation(data, v);
@@ -812,6 +814,7 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
     let nll = d.iw.map(|w| w.nll);
     let out = json!({
         "run": t.run.root(),
+        "model_file": args.which.file().name(),
         "n": set.len(),
         "tokens": tokens,
         "elbo": d.elbo,

@@ -166,7 +166,7 @@ fn by_class(names: &[String], p: &[f64]) -> Value {
 
 pub fn classify(args: &ClassifyArgs) -> CliResult<()> {
     let e = &args.encode;
-    let t = open_trained(&e.run.run, e.best, e.run.backend)?;
+    let t = open_trained(&e.run.run, e.which.file(), e.run.backend)?;
     require_label_latent(&t, "classify")?;
     let (corpus, data, unknown) = labelled_sentences(&t, e)?;
     let names = class_names(&t);
@@ -218,7 +218,7 @@ pub fn classify(args: &ClassifyArgs) -> CliResult<()> {
 pub fn transfer(args: &ReconstructArgs) -> CliResult<()> {
     let e = &args.encode;
     let t = crate::text::with_guidance(
-        open_trained(&e.run.run, e.best, e.run.backend)?,
+        open_trained(&e.run.run, e.which.file(), e.run.backend)?,
         &args.decoding,
     )?;
     require_label_latent(&t, "transfer")?;

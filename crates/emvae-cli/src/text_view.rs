@@ -84,7 +84,7 @@ pub(crate) fn shown_sentences(
 /// The latent map of a text run: posterior means of (at most 2,000) held-out sentences, else training
 /// ones, with their labels, and samples from the prior.
 pub(crate) fn latent_view(dir: &std::path::Path) -> CliResult<VaeView> {
-    let t = open_trained(dir, false, None)?;
+    let t = open_trained(dir, crate::vae::ModelFile::Last, None)?;
     if !t.model.shape.has_latent {
         return Err(CliError::user(
             "a language model without a latent code has no latent map",

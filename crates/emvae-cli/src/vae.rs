@@ -17,13 +17,43 @@ use crate::args::{DecodeArgs, EncodeArgs, EvalArgs, SampleArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::{RowWriter, num};
 use crate::progress::Progress;
-use crate::runconfig::LoadedConfig;
+use crate::runconfig::{LoadedConfig, RunSettings};
 use crate::runs::{TrainTarget, already_complete, open_run, open_run_data, read_checkpoint};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 pub const MODEL_FILE: &str = "model.bpk";
 /// The model at its best held-out evaluation (lowest held-out loss).
 pub const BEST_MODEL_FILE: &str = "model_best.bpk";
+
+/// Which of a run's saved models a command uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ModelFile {
+    /// `model.bpk`: the model when training finished.
+    Last,
+    /// `model_best.bpk`: the model of the best held-out evaluation.
+    Best,
+    /// `model_epoch<N>.bpk`: the model after epoch N (`run.keep_epochs`).
+    Epoch(u64),
+}
+
+impl ModelFile {
+    /// The `--best` and `--epoch` flags of a command (clap makes them exclusive).
+    pub fn chosen(best: bool, epoch: Option<u64>) -> Self {
+        match (epoch, best) {
+            (Some(n), _) => Self::Epoch(n),
+            (None, true) => Self::Best,
+            (None, false) => Self::Last,
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Self::Last => MODEL_FILE.to_string(),
+            Self::Best => BEST_MODEL_FILE.to_string(),
+            Self::Epoch(n) => format!("model_epoch{n}.bpk"),
+        }
+    }
+}
 
 fn vae_error(loaded: &LoadedConfig, e: VaeError) -> CliError {
     amortized_error(loaded, "vae", e)
@@ -75,6 +105,7 @@ struct Observer<'a> {
     pub run: &'a RunDir,
     pub metrics: MetricsLog,
     pub every: usize,
+    pub keep_epochs: &'a [u64],
     pub epochs_since: usize,
     pub progress: Progress,
 }
@@ -103,6 +134,10 @@ impl<M: AmortizedModel> TrainObserver<M> for Observer<'_> {
         self.metrics.push(record);
         if record.best == Some(true) {
             self.run.write(BEST_MODEL_FILE, &trainer.model_bytes()?)?;
+        }
+        if self.keep_epochs.contains(&record.epoch) {
+            let name = ModelFile::Epoch(record.epoch).name();
+            self.run.write(&name, &trainer.model_bytes()?)?;
         }
         let held_out = record.eval.as_ref().map_or(String::new(), |d| {
             let iw = d.iw.map_or(String::new(), |w| {
@@ -151,13 +186,14 @@ pub(crate) fn resume_error(
     }
 }
 
-/// Trains in `run` until done or `stop_after` steps: metrics appended, checkpoints every `every` epochs
-/// (and the best model at each improvement) through [`Observer`], a checkpoint at the end, and the
-/// trained model once finished.
+/// Trains in `run` until done or `stop_after` steps: metrics appended, checkpoints every
+/// `settings.checkpoint_every` epochs (the best model at each improvement, the models of
+/// `settings.keep_epochs`) through [`Observer`], a checkpoint at the end, and the trained model once
+/// finished.
 pub(crate) fn run_training<M: AmortizedModel>(
     trainer: &mut AmortizedTrainer<M>,
     run: &RunDir,
-    every: usize,
+    settings: &RunSettings,
     stop_after: Option<usize>,
     error: &dyn Fn(VaeError) -> CliError,
 ) -> CliResult<Outcome> {
@@ -172,7 +208,8 @@ pub(crate) fn run_training<M: AmortizedModel>(
     let mut observer = Observer {
         run,
         metrics,
-        every,
+        every: settings.checkpoint_every,
+        keep_epochs: &settings.keep_epochs,
         epochs_since: 0,
         progress: Progress::new(trainer.total_steps(), "steps", true),
     };
@@ -256,8 +293,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         trainer.total_steps(),
         config.train.batch_size
     );
-    let every = loaded.config.run.checkpoint_every;
-    if run_training(&mut trainer, run, every, stop_after, &|e| {
+    if run_training(&mut trainer, run, &loaded.config.run, stop_after, &|e| {
         vae_error(loaded, e)
     })? == Outcome::Stopped
     {
@@ -306,25 +342,30 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     Ok(())
 }
 
-/// The parameters of a run's trained model: `model.bpk`, or with `best` the model of its best held-out
-/// evaluation (`model_best.bpk`). Returns the file's path and bytes.
+/// The parameters of one of a run's saved models (`model.bpk`, `model_best.bpk` or an epoch's).
+/// Returns the file's path and bytes.
 pub(crate) fn read_model_bytes(
     run: &RunDir,
-    best: bool,
+    which: ModelFile,
 ) -> CliResult<(std::path::PathBuf, Vec<u8>)> {
-    let name = if best { BEST_MODEL_FILE } else { MODEL_FILE };
-    let path = run.path(name);
+    let name = which.name();
+    let path = run.path(&name);
     let dir = run.root().display();
     use emvae_core::run::ReadError;
-    match run.read_verified(name) {
+    match run.read_verified(&name) {
         Ok(bytes) => Ok((path, bytes)),
         Err(ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Err(CliError::user(if best {
-                format!("{dir} has no {BEST_MODEL_FILE}: the run had no held-out evaluation yet")
-            } else {
-                format!(
-                    "{dir} has no {MODEL_FILE}: the run has not finished (resume it with emvae train --out {dir} --resume)"
-                )
+            Err(CliError::user(match which {
+                ModelFile::Best => {
+                    format!("{dir} has no {name}: the run had no held-out evaluation yet")
+                }
+                ModelFile::Epoch(n) => format!(
+                    "{dir} has no {name}: the run kept no model after epoch {n} (run.keep_epochs of its \
+                     config.toml), or has not reached it"
+                ),
+                ModelFile::Last => format!(
+                    "{dir} has no {name}: the run has not finished (resume it with emvae train --out {dir} --resume)"
+                ),
             }))
         }
         Err(e) => Err(CliError::user(e)),
@@ -336,10 +377,10 @@ fn load_trained(
     loaded: &LoadedConfig,
     run: &RunDir,
     device: &Device,
-    best: bool,
+    which: ModelFile,
 ) -> CliResult<Vae> {
     let fresh = Vae::new(loaded.vae(), loaded.config.seed, device);
-    let (path, bytes) = read_model_bytes(run, best)?;
+    let (path, bytes) = read_model_bytes(run, which)?;
     load_model(fresh, &bytes).map_err(|e| CliError::user(format!("{}: {e}", path.display())))
 }
 
@@ -386,7 +427,7 @@ fn source_for(
 pub fn eval(args: &EvalArgs) -> CliResult<()> {
     let (loaded, run) = open_run_data(&args.run)?;
     let (device, backend) = device(&loaded, args.run.backend)?;
-    let model = load_trained(&loaded, &run, &device, args.best)?;
+    let model = load_trained(&loaded, &run, &device, args.which.file())?;
     let (data, name) = command_data(&loaded, args.run.data.is_some())?;
     let config = loaded.vae();
     let k = args.iw_samples.unwrap_or(config.eval.final_iw_samples);
@@ -417,6 +458,7 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
     });
     let mut report = serde_json::to_value(&diag).unwrap_or_default();
     report["data"] = json!(name);
+    report["model_file"] = json!(args.which.file().name());
     report["backend"] = json!(backend);
     if let Some((enc, opt)) = gap {
         report["amortization_gap"] =
@@ -440,10 +482,10 @@ struct Encoded {
     log_var: Vec<f64>,
 }
 
-fn encode_rows(args: &crate::args::RunDataArgs, best: bool) -> CliResult<Encoded> {
+fn encode_rows(args: &crate::args::RunDataArgs, which: ModelFile) -> CliResult<Encoded> {
     let (loaded, run) = open_run_data(args)?;
     let (device, _) = device(&loaded, args.backend)?;
-    let model = load_trained(&loaded, &run, &device, best)?;
+    let model = load_trained(&loaded, &run, &device, which)?;
     let (data, _) = command_data(&loaded, args.data.is_some())?;
     let source = source_for(&loaded, &model, &data, &device);
     let (mean, log_var) = emvae_vae::diagnostics::encode_all(&model, &data, &source, &device);
@@ -458,7 +500,7 @@ fn encode_rows(args: &crate::args::RunDataArgs, best: bool) -> CliResult<Encoded
 }
 
 pub fn encode(args: &EncodeArgs) -> CliResult<()> {
-    let e = encode_rows(&args.run, args.best)?;
+    let e = encode_rows(&args.run, args.which.file())?;
     let l = e.latent;
     let mut header = vec!["row".to_string()];
     header.extend((0..l).map(|j| format!("z{j}")));
@@ -497,7 +539,7 @@ fn write_decoded(
 pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
     let (loaded, run) = open_run(&args.run, None)?;
     let (device, _) = device(&loaded, args.backend)?;
-    let model = load_trained(&loaded, &run, &device, args.best)?;
+    let model = load_trained(&loaded, &run, &device, args.which.file())?;
     let l = loaded.vae().latent_dim();
     let z = emvae_core::data::load(&args.z, emvae_core::data::Format::Auto, &Default::default())?;
     if z.n_cols() != l {
@@ -518,7 +560,7 @@ pub fn decode_cmd(args: &DecodeArgs) -> CliResult<()> {
 }
 
 pub fn reconstruct(args: &EncodeArgs) -> CliResult<()> {
-    let e = encode_rows(&args.run, args.best)?;
+    let e = encode_rows(&args.run, args.which.file())?;
     let z = Matrix::new(e.data.n, e.latent, e.mean);
     let x = decode(&e.model, &z, &e.device);
     write_decoded(
@@ -533,7 +575,7 @@ pub fn reconstruct(args: &EncodeArgs) -> CliResult<()> {
 pub fn sample(args: &SampleArgs) -> CliResult<()> {
     let (loaded, run) = open_run(&args.run, None)?;
     let (device, _) = device(&loaded, None)?;
-    let model = load_trained(&loaded, &run, &device, args.best)?;
+    let model = load_trained(&loaded, &run, &device, args.which.file())?;
     let z = sample_prior(&model.prior, args.n_samples, args.seed, &device);
     let l = loaded.vae().latent_dim();
     let z = Matrix::new(args.n_samples, l, emvae_core::tensor::tensor_to_vec(z));
@@ -573,7 +615,7 @@ const VIEW_IMAGES: usize = 16;
 pub(crate) fn view(dir: &std::path::Path) -> CliResult<VaeView> {
     let (loaded, run) = open_run(dir, None)?;
     let (device, _) = device(&loaded, None)?;
-    let model = load_trained(&loaded, &run, &device, false)?;
+    let model = load_trained(&loaded, &run, &device, ModelFile::Last)?;
     let (set, split) = match loaded.config.data.load_split()? {
         (_, Some(test)) => (test, "held-out"),
         (train, None) => (train, "training"),
