@@ -39,10 +39,16 @@ impl Backend {
             )));
         }
         let compute = Compute::new(device, precision);
-        Ok(match self {
-            Backend::Flex | Backend::Ndarray => compute.in_host_memory(),
-            Backend::Wgpu => compute,
+        Ok(if self.host_memory() {
+            compute.in_host_memory()
+        } else {
+            compute
         })
+    }
+
+    /// Whether the backend's tensors live in host memory (its models may run host loops on them).
+    pub fn host_memory(self) -> bool {
+        matches!(self, Backend::Flex | Backend::Ndarray)
     }
 
     /// The device, or why this binary cannot provide it.

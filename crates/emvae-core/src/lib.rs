@@ -6,7 +6,8 @@
 //! - [`linalg`]: small dense f64 linear algebra done on the host (Cholesky factors of k d x d matrices);
 //! - [`tensor`]: the bridge between host matrices and burn tensors, and log-space reductions;
 //! - [`run`]: run directories whose files are all written atomically;
-//! - [`rng`]: reproducible seeding.
+//! - [`rng`]: reproducible seeding;
+//! - [`simd`]: host kernels compiled for the widest instruction set the CPU has.
 //!
 //! Nothing here names a backend: a [`burn::tensor::Device`] is chosen by the caller and passed down.
 
@@ -16,6 +17,7 @@ pub mod hash;
 pub mod linalg;
 pub mod rng;
 pub mod run;
+pub mod simd;
 pub mod tensor;
 
 pub use burn;

@@ -332,6 +332,10 @@ pub struct TextVaeConfig {
     /// Entries of the vocabulary, set from the corpus when a run starts (not read from configs).
     #[serde(skip)]
     pub vocab_size: usize,
+    /// Whether the device's tensors live in host memory, so that the vocabulary softmax may run as host
+    /// loops ([`crate::softmax`]); said by the edge, which knows the backend (not read from configs).
+    #[serde(skip)]
+    pub host_kernels: bool,
 }
 
 fn default_overlong() -> Overlong {
@@ -359,6 +363,7 @@ impl Default for TextVaeConfig {
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
             vocab_size: 0,
+            host_kernels: false,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod label;
 pub mod model;
 pub mod refit;
 pub mod rnn;
+pub mod softmax;
 #[cfg(test)]
 mod test_support;
 pub mod vocab;

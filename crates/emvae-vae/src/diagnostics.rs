@@ -250,7 +250,7 @@ pub fn iw_nll<M: AmortizedModel>(
 }
 
 /// Values a decoder evaluation may hold at once in [`iw_log_likelihoods`].
-const IW_BUDGET: usize = 1 << 22;
+const IW_BUDGET: usize = 1 << 25;
 
 /// `log 1/K sum_k p(x_i, z_k) / q(z_k | x_i)` for every row.
 ///

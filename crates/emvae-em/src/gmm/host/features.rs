@@ -6,8 +6,8 @@
 //! what both matrix products of the E-step take without repacking: `Phi` column-major on the left of
 //! `Phi W`, `Phi^T` row-major on the left of `Phi^T R`.
 
-use super::simd::multiversion;
 use crate::gmm::params::CovarianceType;
+use emvae_core::simd::multiversion;
 
 #[inline(always)]
 fn features_body(cov_type: CovarianceType, xt: &[f64], c: usize, phit: &mut [f64]) {

@@ -15,7 +15,6 @@ mod features;
 mod normalise;
 mod pass;
 mod products;
-mod simd;
 mod tiles;
 mod vmath;
 

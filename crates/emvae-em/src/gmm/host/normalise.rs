@@ -9,8 +9,8 @@
 //! The floor keeps ratios, and the M-step's products with them, out of the subnormals (two orders of
 //! magnitude slower) and changes nothing at working precision.
 
-use super::simd::multiversion;
 use super::vmath::{exp_nonpositive, ln_normal};
+use emvae_core::simd::multiversion;
 
 /// Scratch the kernel needs for a tile of `c` rows.
 pub(crate) fn scratch_len(c: usize) -> usize {

@@ -2,10 +2,10 @@
 //!
 //! libm's scalar `exp` was a sixth of an EM iteration (`n k` calls per E-step). These are branch-free
 //! straight-line code (one multiply-add chain), accurate to about one ulp on the ranges the
-//! normalisation uses, with or without fused multiply-adds (`FMA`, see [`super::simd`]); the tests
+//! normalisation uses, with or without fused multiply-adds (`FMA`, see [`emvae_core::simd`]); the tests
 //! compare them with libm.
 
-use super::simd::mul_add;
+use emvae_core::simd::mul_add;
 
 /// `log2(e)`.
 const LOG2_E: f64 = std::f64::consts::LOG2_E;

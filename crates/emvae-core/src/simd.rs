@@ -1,4 +1,5 @@
-//! Runtime choice of instruction set for the host kernels.
+//! Runtime choice of instruction set for host kernels (the mixtures' E-step, the text models'
+//! vocabulary softmax).
 //!
 //! The kernels are plain loops that LLVM vectorises; compiled for baseline x86-64 they get 2-wide SSE2.
 //! [`multiversion!`] compiles a kernel body a second and third time with AVX2+FMA and AVX-512 enabled
@@ -12,24 +13,25 @@
 
 /// `a b + c`, fused (one rounding) when `FMA`.
 #[inline(always)]
-pub(crate) fn mul_add<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+pub fn mul_add<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// Defines `$vis fn $name(args) -> ret` that calls `$body(args)` (an `#[inline(always)]` function)
 /// compiled for the best of AVX-512, AVX2 and the baseline that this CPU supports; `=> $body::<FMA>`
 /// calls `$body::<true>` where the CPU has FMA and `$body::<false>` where not.
+#[macro_export]
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
         => $body:ident::<FMA>) => {
-        $crate::gmm::host::simd::multiversion! {
+        $crate::multiversion! {
             @versions $(#[$meta])* $vis fn $name($($arg: $ty),*) $(-> $ret)?
                 => ($body::<true>, $body::<false>)
         }
     };
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
         => $body:path) => {
-        $crate::gmm::host::simd::multiversion! {
+        $crate::multiversion! {
             @versions $(#[$meta])* $vis fn $name($($arg: $ty),*) $(-> $ret)? => ($body, $body)
         }
     };
@@ -67,4 +69,4 @@ macro_rules! multiversion {
     };
 }
 
-pub(crate) use multiversion;
+pub use crate::multiversion;
