@@ -107,7 +107,7 @@ pub fn diagnose<M: AmortizedModel>(
     let (mut elbo, mut rec, mut kl) = (0.0, 0.0, 0.0);
     let mut kl_dims: Option<Vec<f64>> = None;
     let (mut mean, mut log_var) = (Vec::new(), Vec::new());
-    for (c, rows) in chunks(n, 512).into_iter().enumerate() {
+    for (c, rows) in chunks(n, decoder_rows(data, s)).into_iter().enumerate() {
         let x = data.batch(&rows, 0, device);
         let q = source.posterior(model, &rows, &x, device);
         mean.extend(tensor_to_vec(q.mean.clone()));
@@ -249,8 +249,15 @@ pub fn iw_nll<M: AmortizedModel>(
     }
 }
 
-/// Values a decoder evaluation may hold at once in [`iw_log_likelihoods`].
+/// Values a decoder evaluation may hold at once (about 128 MB of f32: a sentence model's logits over a
+/// 10,000-word vocabulary are that many values per few hundred tokens).
 const IW_BUDGET: usize = 1 << 25;
+
+/// Rows per decoder evaluation with `samples` draws each: at most 512, fewer where the rows' decoder
+/// outputs would exceed [`IW_BUDGET`].
+fn decoder_rows<D: TrainData>(data: &D, samples: usize) -> usize {
+    (IW_BUDGET / (data.row_cost().max(1) * samples.max(1))).clamp(1, 512)
+}
 
 /// `log 1/K sum_k p(x_i, z_k) / q(z_k | x_i)` for every row.
 ///
@@ -306,7 +313,10 @@ pub fn amortization_gap<M: AmortizedModel>(
     device: &Device,
 ) -> (f64, f64) {
     let (mut enc, mut opt) = (0.0, 0.0);
-    for (c, rows) in chunks(data.len(), 512).into_iter().enumerate() {
+    for (c, rows) in chunks(data.len(), decoder_rows(data, samples))
+        .into_iter()
+        .enumerate()
+    {
         let x = data.batch(&rows, 0, device);
         let q = model.posterior(&x).detach();
         let refinement = Refinement {
