@@ -171,7 +171,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let test_oov = test.as_ref().map_or(0, |t| t.1);
     let test = test.map(|t| t.0);
     let (device, backend) = device(loaded, None)?;
-    config.host_kernels = loaded.backend().host_memory();
+    config.host_kernels = backend.host_memory();
     let mut trainer = match &checkpoint {
         Some(bytes) => {
             TextTrainer::resume(config.clone(), seed, device.clone(), train, test, bytes)
@@ -336,8 +336,8 @@ pub(crate) fn open_trained(
     let vocab = read_vocab(&run)?;
     let mut config = loaded.text().clone();
     config.vocab_size = vocab.len();
-    config.host_kernels = backend.unwrap_or(loaded.backend()).host_memory();
-    let (device, _) = device(&loaded, backend)?;
+    let (device, backend) = device(&loaded, backend)?;
+    config.host_kernels = backend.host_memory();
     let device = device.without_autodiff();
     let (path, bytes) = read_model_bytes(&run, which)?;
     let fresh = TextVae::new(&config, vocab.len(), loaded.config.seed, &device);

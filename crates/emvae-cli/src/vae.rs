@@ -14,6 +14,7 @@ use emvae_vae::{Vae, VaeConfig, VaeError};
 use serde_json::json;
 
 use crate::args::{DecodeArgs, EncodeArgs, EvalArgs, SampleArgs};
+use crate::backend::Backend;
 use crate::error::{CliError, CliResult};
 use crate::output::{RowWriter, num};
 use crate::progress::Progress;
@@ -92,12 +93,13 @@ fn load_data(loaded: &LoadedConfig) -> CliResult<(Dataset, VaeData, Option<VaeDa
     Ok((train, train_data, test_data))
 }
 
+/// The autodiff device of `backend`, else of the config's backend, and which backend that is.
 pub(crate) fn device(
     loaded: &LoadedConfig,
-    backend: Option<crate::backend::Backend>,
-) -> CliResult<(Device, String)> {
+    backend: Option<Backend>,
+) -> CliResult<(Device, Backend)> {
     let backend = backend.unwrap_or(loaded.backend());
-    Ok((backend.device()?.autodiff(), backend.name().to_string()))
+    Ok((backend.device()?.autodiff(), backend))
 }
 
 /// Writes metrics, checkpoints and the best model of any amortized run as it trains.

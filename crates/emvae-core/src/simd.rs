@@ -17,6 +17,12 @@ pub fn mul_add<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
+/// [`mul_add`] in f32.
+#[inline(always)]
+pub fn mul_add_f32<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// Defines `$vis fn $name(args) -> ret` that calls `$body(args)` (an `#[inline(always)]` function)
 /// compiled for the best of AVX-512, AVX2 and the baseline that this CPU supports; `=> $body::<FMA>`
 /// calls `$body::<true>` where the CPU has FMA and `$body::<false>` where not.

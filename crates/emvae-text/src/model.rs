@@ -314,12 +314,24 @@ pub fn log_softmax_at(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
     let plain = logits.clone().inner();
     let p = activation::softmax(plain.clone(), 1);
     let lse = plain.max_dim(1) - p.clone().max_dim(1).log();
-    let lse = if logits.is_autodiff() {
-        let s = (logits.clone() * Tensor::from_inner(p)).sum_dim(1);
-        s.clone() - s.detach() + Tensor::from_inner(lse)
+    if logits.is_autodiff() {
+        log_softmax_with_gradient(logits, targets, p, lse)
     } else {
-        lse
-    };
+        logits.gather(1, targets) - lse
+    }
+}
+
+/// `logits[targets] - lse`, where the plain `p` (softmax) and `lse` were computed outside the autodiff
+/// graph: the gradient of `lse`, which is `p`, enters through `s - detach(s) + lse` with
+/// `s = sum(logits * p)`.
+fn log_softmax_with_gradient(
+    logits: Tensor<2>,
+    targets: Tensor<2, Int>,
+    p: Tensor<2>,
+    lse: Tensor<2>,
+) -> Tensor<2> {
+    let s = (logits.clone() * Tensor::from_inner(p)).sum_dim(1);
+    let lse = s.clone() - s.detach() + Tensor::from_inner(lse);
     logits.gather(1, targets) - lse
 }
 
@@ -358,9 +370,7 @@ pub fn host_log_softmax_at(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor
     crate::softmax::softmax_rows(values, v, &mut lse);
     let p = Tensor::<2>::from_data(p, &device);
     let lse = Tensor::<2>::from_data(TensorData::new(lse, [n, 1]), &device);
-    let s = (logits.clone() * Tensor::from_inner(p)).sum_dim(1);
-    let lse = s.clone() - s.detach() + Tensor::from_inner(lse);
-    logits.gather(1, targets) - lse
+    log_softmax_with_gradient(logits, targets, p, lse)
 }
 
 /// Inverted dropout with a host-drawn mask (reproducible on every backend); identity without noise.

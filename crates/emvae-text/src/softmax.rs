@@ -5,13 +5,7 @@
 //! two row maxima were half of an importance-weighted evaluation. These loops use a branch-free `exp`
 //! that LLVM vectorises, compiled for AVX-512 or AVX2 where the CPU has them ([`emvae_core::simd`]).
 
-use emvae_core::simd::multiversion;
-
-/// `a b + c`, fused (one rounding) when `FMA`.
-#[inline(always)]
-fn mul_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
+use emvae_core::simd::{mul_add_f32 as mul_add, multiversion};
 
 /// `exp(x)` for `x <= 0`, within 2 ulp of libm's on [-87, 0]; below -87 it returns `exp(-87)` (about
 /// 1.6e-38, nothing next to the row's largest term, which is 1), and NaN stays NaN.
