@@ -2,6 +2,7 @@
 
 use burn::tensor::Device;
 use emvae_core::tensor::{Compute, Precision};
+use emvae_text::lstm_kernel::{HostKernels, lstm_sequence};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
@@ -49,6 +50,20 @@ impl Backend {
     /// Whether the backend's tensors live in host memory (its models may run host loops on them).
     pub fn host_memory(self) -> bool {
         matches!(self, Backend::Flex | Backend::Ndarray)
+    }
+
+    /// The text models' kernels for this backend's tensors, where they live in host memory.
+    pub fn text_kernels(self) -> Option<HostKernels> {
+        match self {
+            Backend::Flex => Some(HostKernels {
+                lstm: lstm_sequence::<burn::backend::Flex>,
+            }),
+            #[allow(deprecated)]
+            Backend::Ndarray => Some(HostKernels {
+                lstm: lstm_sequence::<burn::backend::NdArray>,
+            }),
+            Backend::Wgpu => None,
+        }
     }
 
     /// The device, or why this binary cannot provide it.

@@ -318,7 +318,7 @@ fn text_lines(
     {
         let mut config = config.clone();
         config.train.shards = shards;
-        config.host_kernels = backend.host_memory();
+        config.host_kernels = backend.text_kernels();
         let device = backend.device()?.autodiff();
         let set = TextDataset::training(data.clone(), args.vocab, 0);
         let mut trainer = TextTrainer::new(config, 0, device, set, None)

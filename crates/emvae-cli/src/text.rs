@@ -171,7 +171,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
     let test_oov = test.as_ref().map_or(0, |t| t.1);
     let test = test.map(|t| t.0);
     let (device, backend) = device(loaded, None)?;
-    config.host_kernels = backend.host_memory();
+    config.host_kernels = backend.text_kernels();
     let mut trainer = match &checkpoint {
         Some(bytes) => {
             TextTrainer::resume(config.clone(), seed, device.clone(), train, test, bytes)
@@ -337,7 +337,7 @@ pub(crate) fn open_trained(
     let mut config = loaded.text().clone();
     config.vocab_size = vocab.len();
     let (device, backend) = device(&loaded, backend)?;
-    config.host_kernels = backend.host_memory();
+    config.host_kernels = backend.text_kernels();
     let device = device.without_autodiff();
     let (path, bytes) = read_model_bytes(&run, which)?;
     let fresh = TextVae::new(&config, vocab.len(), loaded.config.seed, &device);

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::Overlong;
 use crate::grammar::{GrammarKind, LabelFactor};
+use crate::lstm_kernel::HostKernels;
 use crate::rnn::CellKind;
 
 fn default_hidden() -> usize {
@@ -332,10 +333,11 @@ pub struct TextVaeConfig {
     /// Entries of the vocabulary, set from the corpus when a run starts (not read from configs).
     #[serde(skip)]
     pub vocab_size: usize,
-    /// Whether the device's tensors live in host memory, so that the vocabulary softmax may run as host
-    /// loops ([`crate::softmax`]); said by the edge, which knows the backend (not read from configs).
+    /// Kernels for tensors in host memory, given by the edge, which knows the backend, where the
+    /// device's tensors live there (not read from configs): the output layer and softmax then run as
+    /// host loops ([`crate::output`]) and the LSTM recurrence as one operation ([`crate::lstm_kernel`]).
     #[serde(skip)]
-    pub host_kernels: bool,
+    pub host_kernels: Option<HostKernels>,
 }
 
 fn default_overlong() -> Overlong {
@@ -363,7 +365,7 @@ impl Default for TextVaeConfig {
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
             vocab_size: 0,
-            host_kernels: false,
+            host_kernels: None,
         }
     }
 }

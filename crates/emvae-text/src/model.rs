@@ -6,7 +6,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::optim::GradientsParams;
-use burn::tensor::{Bool, DType, Device, Gradients, Int, Tensor, TensorData, activation};
+use burn::tensor::{Bool, Device, Gradients, Int, Tensor, TensorData, activation};
 use emvae_core::rng::{Rng, rng_for};
 use emvae_vae::guide::Posterior;
 use emvae_vae::model::Prior;
@@ -79,7 +79,7 @@ pub struct Shape {
     pub dropout: f64,
     pub word_dropout: f64,
     pub vocab_size: usize,
-    /// The vocabulary softmax as host loops (see [`crate::softmax`]).
+    /// The output layer as host loops (see [`crate::output`]).
     pub host_kernels: bool,
 }
 
@@ -120,7 +120,8 @@ impl TextVae {
                 enc.bidirectional,
                 rng,
                 device,
-            );
+            )
+            .with_kernels(config.host_kernels);
             let width = rnn.output_size();
             SentenceEncoder {
                 embedding,
@@ -138,7 +139,8 @@ impl TextVae {
         // The decoder's conditioning: z, and y one-hot beside it when there is a label latent.
         let c = l + k;
         let d_in = e + if every_input { c } else { 0 };
-        let decoder = Rnn::new(dec.cell, d_in, dec.hidden, dec.layers, false, rng, device);
+        let decoder = Rnn::new(dec.cell, d_in, dec.hidden, dec.layers, false, rng, device)
+            .with_kernels(config.host_kernels);
         let init_state = (has_latent && config.conditioning.initial_state)
             .then(|| linear(c, dec.layers * dec.hidden, rng, device));
         let out = linear(dec.hidden, vocab_size, rng, device);
@@ -171,7 +173,7 @@ impl TextVae {
                 dropout: config.dropout,
                 word_dropout: config.word_dropout,
                 vocab_size,
-                host_kernels: config.host_kernels,
+                host_kernels: config.host_kernels.is_some(),
             },
         }
     }
@@ -283,18 +285,36 @@ impl TextVae {
         let (out, _) = self.decoder.forward(inputs, None, Some(init));
         let out = dropout(out, self.shape.dropout, x.noise, b"dropout-output");
         let h = out.dims()[2];
-        let mut logits = self.out.forward(out.reshape([rows * t, h]));
+        let out = out.reshape([rows * t, h]);
+        if self.shape.host_kernels && crate::output::supported(&out) {
+            let tokens: Vec<usize> = tb
+                .tokens
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .expect("converted to i64")
+                .into_iter()
+                .map(|id| id as usize)
+                .collect();
+            let shift = self.word_shift(&z);
+            return crate::output::sentence_log_prob(
+                out,
+                &self.out,
+                shift,
+                &tokens,
+                &tb.lengths,
+                rows,
+            );
+        }
+        let mut logits = self.out.forward(out);
         if let Some(shift) = self.word_shift(&z) {
             let v = self.shape.vocab_size;
             logits =
                 (logits.reshape([rows, t, v]) + shift.reshape([rows, 1, v])).reshape([rows * t, v]);
         }
         let targets = repeat(tb.tokens.clone()).reshape([rows * t, 1]);
-        let log_p = if self.shape.host_kernels {
-            host_log_softmax_at(logits, targets)
-        } else {
-            log_softmax_at(logits, targets)
-        };
+        let log_p = log_softmax_at(logits, targets);
         let mask = if samples == 1 {
             tb.mask.clone()
         } else {
@@ -333,44 +353,6 @@ fn log_softmax_with_gradient(
     let s = (logits.clone() * Tensor::from_inner(p)).sum_dim(1);
     let lse = s.clone() - s.detach() + Tensor::from_inner(lse);
     logits.gather(1, targets) - lse
-}
-
-/// [`log_softmax_at`] for tensors in host memory, the vocabulary-wide part by [`crate::softmax`]'s
-/// loops: evaluation needs only `lse`; training also the softmax `p`, which enters the gradient
-/// through the same surrogate. Tensors not in f32 take [`log_softmax_at`].
-pub fn host_log_softmax_at(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let [n, v] = logits.dims();
-    if logits.dtype() != DType::F32 {
-        return log_softmax_at(logits, targets);
-    }
-    let plain = logits.clone().inner();
-    let device = plain.device();
-    let mut lse = vec![0.0f32; n];
-    if !logits.is_autodiff() {
-        drop(logits);
-        let data = plain.into_data();
-        let values = data
-            .as_slice::<f32>()
-            .expect("an f32 tensor holds f32 values");
-        crate::softmax::log_sum_exp_rows(values, v, &mut lse);
-        let targets = targets
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .expect("converted to i64");
-        let out: Vec<f32> = (0..n)
-            .map(|i| values[i * v + targets[i] as usize] - lse[i])
-            .collect();
-        return Tensor::from_data(TensorData::new(out, [n, 1]), &device);
-    }
-    let mut p = plain.into_data();
-    let values = p
-        .as_mut_slice::<f32>()
-        .expect("an f32 tensor holds f32 values");
-    crate::softmax::softmax_rows(values, v, &mut lse);
-    let p = Tensor::<2>::from_data(p, &device);
-    let lse = Tensor::<2>::from_data(TensorData::new(lse, [n, 1]), &device);
-    log_softmax_with_gradient(logits, targets, p, lse)
 }
 
 /// Inverted dropout with a host-drawn mask (reproducible on every backend); identity without noise.
@@ -501,7 +483,6 @@ mod tests {
             let l = Tensor::from_inner(plain.clone()).require_grad();
             let out = match way {
                 0 => log_softmax_at(l.clone(), targets.clone()),
-                1 => host_log_softmax_at(l.clone(), targets.clone()),
                 _ => activation::log_softmax(l.clone(), 1).gather(1, targets.clone()),
             };
             let value = out.clone().inner().into_data().try_to_vec::<f32>().unwrap();
@@ -515,14 +496,9 @@ mod tests {
             (value, g)
         };
         let (v1, g1) = run(0);
-        let (v2, g2) = run(2);
-        let (v4, g4) = run(1);
+        let (v2, g2) = run(1);
         for (a, b) in v1.iter().zip(&v2).chain(g1.iter().zip(&g2)) {
             assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
-        }
-        // The host loops agree with burn's softmax.
-        for (a, b) in v4.iter().zip(&v2).chain(g4.iter().zip(&g2)) {
-            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "host: {a} vs {b}");
         }
         // Plain tensors (evaluation) give the same values.
         let v3 = log_softmax_at(plain.clone(), targets.clone().inner())
@@ -530,10 +506,5 @@ mod tests {
             .try_to_vec::<f32>()
             .unwrap();
         assert_eq!(v1, v3);
-        let v5 = host_log_softmax_at(plain.clone(), targets.clone().inner())
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        assert_eq!(v4, v5);
     }
 }

@@ -7,6 +7,8 @@
 //! inputs, `3 F < 2 B log2 T`, one matmul `[x_t, h, 1] x [W_ih; W_hh; b]` per step is cheaper; see
 //! `project_per_step`). `tanh` is evaluated as `2 σ(2x) - 1` (see `doubled_block`). Everything is
 //! composed of ordinary tensor ops, so it runs and differentiates on every backend (autodiff included).
+//! Where the edge gives host kernels ([`Rnn::with_kernels`]), an LSTM's recurrence instead runs as one
+//! operation with its own backward pass ([`crate::lstm_kernel`]); the input projection stays a tensor op.
 //!
 //! Measured on flex with autodiff (2 vCPUs, forward + backward of one batch, `examples/rnn_speed.rs`):
 //! at B = 32, T = 22, F = 288, H = 256 the LSTM takes about 70 ms against 87 ms for burn's `Lstm`, the
@@ -28,6 +30,8 @@ use emvae_core::rng::Rng;
 use emvae_vae::nn::param;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
+
+use crate::lstm_kernel::{HostKernels, LstmSequenceFn};
 
 /// Which recurrent cell a stack uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +267,46 @@ impl FusedLstm {
     ) -> (Tensor<3>, RnnState) {
         let [b, t, f] = x.dims();
         self.forward_with(x, state, mask, project_per_step(b, t, f))
+    }
+
+    /// [`forward`](Self::forward) with the recurrence as one host operation (`kernel`, see
+    /// [`crate::lstm_kernel`]); `lengths` are the rows' valid steps where some row is shorter than `T`
+    /// (`mask` the same as a float mask, for the fallback). Falls back to [`forward`](Self::forward)
+    /// where the kernel does not take these tensors.
+    pub fn forward_kernel(
+        &self,
+        x: Tensor<3>,
+        state: Option<RnnState>,
+        mask: Option<Tensor<2>>,
+        lengths: Option<&[usize]>,
+        kernel: LstmSequenceFn,
+    ) -> (Tensor<3>, RnnState) {
+        let [b, t, f] = x.dims();
+        if t == 0 || f != self.d_in {
+            return self.forward(x, state, mask);
+        }
+        let device = x.device();
+        let (h0, c0) = self.initial(state, b, &device);
+        let g = 4 * self.hidden;
+        let xp = (x.clone().reshape([b * t, f]).matmul(self.w_ih.val())
+            + self.bias.val().unsqueeze::<2>())
+        .reshape([b, t, g]);
+        match kernel(xp, self.w_hh.val(), h0.clone(), c0.clone(), lengths) {
+            Some(y) => {
+                let h = self.hidden;
+                let out = y.clone().narrow(1, 0, t);
+                let h_n = y.clone().narrow(1, t, 1).reshape([b, h]);
+                let c_n = y.narrow(1, t + 1, 1).reshape([b, h]);
+                (
+                    out,
+                    RnnState {
+                        h: h_n,
+                        c: Some(c_n),
+                    },
+                )
+            }
+            None => self.forward(x, Some(RnnState { h: h0, c: Some(c0) }), mask),
+        }
     }
 
     /// [`forward`](Self::forward) with the input multiplied per step or projected first
@@ -559,6 +603,9 @@ pub struct Rnn {
     layers: usize,
     hidden: usize,
     bidirectional: bool,
+    /// The LSTM recurrence as one host operation, where the edge gave one (see [`crate::lstm_kernel`]).
+    #[module(skip)]
+    lstm_kernel: Option<LstmSequenceFn>,
 }
 
 impl Rnn {
@@ -591,7 +638,14 @@ impl Rnn {
             layers,
             hidden,
             bidirectional,
+            lstm_kernel: None,
         }
+    }
+
+    /// The stack running its LSTM recurrences with the edge's host kernels (where given).
+    pub fn with_kernels(mut self, kernels: Option<HostKernels>) -> Self {
+        self.lstm_kernel = kernels.map(|k| k.lstm);
+        self
     }
 
     pub fn kind(&self) -> CellKind {
@@ -624,10 +678,13 @@ impl Rnn {
         index: usize,
         x: Tensor<3>,
         state: Option<RnnState>,
-        mask: Option<Tensor<2>>,
+        (mask, lengths): (Option<Tensor<2>>, Option<&[usize]>),
     ) -> (Tensor<3>, RnnState) {
         match self.kind {
-            CellKind::Lstm => self.lstm[index].forward(x, state, mask),
+            CellKind::Lstm => match self.lstm_kernel {
+                Some(kernel) => self.lstm[index].forward_kernel(x, state, mask, lengths, kernel),
+                None => self.lstm[index].forward(x, state, mask),
+            },
             CellKind::Gru => self.gru[index].forward(x, state, mask),
         }
     }
@@ -714,7 +771,7 @@ impl Rnn {
                         self.output_size()
                     };
                     let zeros = Tensor::zeros([b, 0, input], &device);
-                    self.cell_forward(k, zeros, s, None).1
+                    self.cell_forward(k, zeros, s, (None, None)).1
                 })
                 .collect();
             return (Tensor::zeros([b, 0, self.output_size()], &device), states);
@@ -722,8 +779,12 @@ impl Rnn {
         let mut finals = Vec::with_capacity(self.layers * dirs);
         let mut input = x;
         for l in 0..self.layers {
-            let (out_f, st_f) =
-                self.cell_forward(l * dirs, input.clone(), init[l * dirs].take(), mask.clone());
+            let (out_f, st_f) = self.cell_forward(
+                l * dirs,
+                input.clone(),
+                init[l * dirs].take(),
+                (mask.clone(), ragged),
+            );
             finals.push(st_f);
             input = match &reverse {
                 Some(idx) => {
@@ -732,7 +793,7 @@ impl Rnn {
                         l * dirs + 1,
                         x_rev,
                         init[l * dirs + 1].take(),
-                        mask.clone(),
+                        (mask.clone(), ragged),
                     );
                     finals.push(st_b);
                     Tensor::cat(vec![out_f, gather_rows(out_b, idx)], 2)
@@ -1108,7 +1169,7 @@ mod tests {
                 .collect();
             let x_rev = Tensor::cat(steps, 1);
             let init_r = row_states(&init, r).swap_remove(1);
-            let (alone, state) = rnn.cell_forward(1, x_rev, Some(init_r), None);
+            let (alone, state) = rnn.cell_forward(1, x_rev, Some(init_r), (None, None));
             let bwd = out.clone().narrow(0, r, 1).narrow(2, H, H);
             for k in 0..n {
                 assert_close(

@@ -44,83 +44,116 @@ pub(crate) fn exp_nonpositive<const FMA: bool>(x: f32) -> f32 {
 /// Lanes of the accumulators: enough independent sums for a 16-wide unit to pipeline.
 const LANES: usize = 16;
 
-/// The row's largest value (NaN values are passed over; they reach the result through the sum).
+/// The body of [`log_softmax_at_rows`].
 #[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for k in 0..LANES {
-            acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
-        }
-    }
-    let mut m = f32::NEG_INFINITY;
-    for x in acc.into_iter().chain(rest.iter().copied()) {
-        m = if x > m { x } else { m };
-    }
-    m
-}
-
-/// `log sum_j exp(x_j)` of each row of the row-major `[rows, v]` `logits`, into `lse`.
-#[inline(always)]
-fn log_sum_exp_rows_body<const FMA: bool>(logits: &[f32], v: usize, lse: &mut [f32]) {
-    for (row, out) in logits.chunks_exact(v).zip(lse.iter_mut()) {
-        let m = row_max(row);
-        let mut acc = [0.0f32; LANES];
-        let chunks = row.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for k in 0..LANES {
-                acc[k] += exp_nonpositive::<FMA>(c[k] - m);
+#[allow(clippy::too_many_arguments)]
+fn log_softmax_at_rows_body<const FMA: bool>(
+    logits: &mut [f32],
+    v: usize,
+    offsets: &[f32],
+    offset_row: &[usize],
+    targets: &[usize],
+    log_p: &mut [f32],
+    sentence: &[usize],
+    dsum: &mut [f32],
+) {
+    let grad = !dsum.is_empty();
+    for (i, row) in logits.chunks_exact_mut(v).enumerate() {
+        let target = targets[i];
+        if target == usize::MAX {
+            log_p[i] = 0.0;
+            if grad {
+                row.fill(0.0);
             }
+            continue;
         }
-        let mut s: f32 = acc.iter().sum();
-        for &x in rest {
-            s += exp_nonpositive::<FMA>(x - m);
-        }
-        *out = m + s.ln();
-    }
-}
-
-/// Each row of the row-major `[rows, v]` `logits` replaced by its softmax, and its
-/// `log sum_j exp(x_j)` written to `lse`.
-#[inline(always)]
-fn softmax_rows_body<const FMA: bool>(logits: &mut [f32], v: usize, lse: &mut [f32]) {
-    for (row, out) in logits.chunks_exact_mut(v).zip(lse.iter_mut()) {
-        let m = row_max(row);
-        let mut acc = [0.0f32; LANES];
+        let o = offset_row[i];
+        let offset = &offsets[o * v..(o + 1) * v];
+        // The offset added and the row's largest value found in one pass.
+        let mut acc = [f32::NEG_INFINITY; LANES];
         let mut chunks = row.chunks_exact_mut(LANES);
-        for c in &mut chunks {
+        let mut offset_chunks = offset.chunks_exact(LANES);
+        for (c, o) in (&mut chunks).zip(&mut offset_chunks) {
             for k in 0..LANES {
-                c[k] = exp_nonpositive::<FMA>(c[k] - m);
-                acc[k] += c[k];
+                c[k] += o[k];
+                acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
             }
         }
-        let mut s: f32 = acc.iter().sum();
-        for x in chunks.into_remainder() {
-            *x = exp_nonpositive::<FMA>(*x - m);
-            s += *x;
+        let mut m = f32::NEG_INFINITY;
+        for (x, o) in chunks
+            .into_remainder()
+            .iter_mut()
+            .zip(offset_chunks.remainder())
+        {
+            *x += o;
+            m = if *x > m { *x } else { m };
         }
-        let inv = 1.0 / s;
-        for x in row.iter_mut() {
-            *x *= inv;
+        for a in acc {
+            m = if a > m { a } else { m };
         }
-        *out = m + s.ln();
+        let at_target = row[target];
+        let mut acc = [0.0f32; LANES];
+        let mut rest = 0.0f32;
+        if grad {
+            let mut chunks = row.chunks_exact_mut(LANES);
+            for c in &mut chunks {
+                for k in 0..LANES {
+                    c[k] = exp_nonpositive::<FMA>(c[k] - m);
+                    acc[k] += c[k];
+                }
+            }
+            for x in chunks.into_remainder() {
+                *x = exp_nonpositive::<FMA>(*x - m);
+                rest += *x;
+            }
+        } else {
+            let chunks = row.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for c in chunks {
+                for k in 0..LANES {
+                    acc[k] += exp_nonpositive::<FMA>(c[k] - m);
+                }
+            }
+            for &x in tail {
+                rest += exp_nonpositive::<FMA>(x - m);
+            }
+        }
+        let total = acc.iter().sum::<f32>() + rest;
+        log_p[i] = at_target - m - total.ln();
+        if grad {
+            // e_target - p, and its sum over the sentence's tokens.
+            let scale = -1.0 / total;
+            row[target] -= total;
+            let s = sentence[i];
+            let out = &mut dsum[s * v..(s + 1) * v];
+            for (x, d) in row.iter_mut().zip(out.iter_mut()) {
+                *x *= scale;
+                *d += *x;
+            }
+        }
     }
 }
 
 multiversion! {
-    /// `lse[i] = log sum_j exp(logits[i, j])` for the row-major `[lse.len(), v]` `logits`.
-    pub(crate) fn log_sum_exp_rows(logits: &[f32], v: usize, lse: &mut [f32])
-        => log_sum_exp_rows_body::<FMA>
-}
-
-multiversion! {
-    /// The row-major `[lse.len(), v]` `logits` replaced by their row-wise softmax, and
-    /// `lse[i] = log sum_j exp(logits[i, j])`.
-    pub(crate) fn softmax_rows(logits: &mut [f32], v: usize, lse: &mut [f32])
-        => softmax_rows_body::<FMA>
+    #[allow(clippy::too_many_arguments)]
+    /// The log-softmax at the targets of the row-major `[targets.len(), v]` `logits`, each row first
+    /// shifted by a row of `offsets` (`[.., v]`, row `offset_row[i]` for logits row `i`):
+    /// `log_p[i] = log softmax(logits[i] + offsets[offset_row[i]])[targets[i]]`; a target of
+    /// `usize::MAX` (padding) gives 0.
+    ///
+    /// With a non-empty `dsum` (`[sentences, v]`, zeros) the gradient too: row `i` becomes
+    /// `e_{targets[i]} - softmax(..)` (zeros at padding), which is `d log_p[i] / d logits[i]`, and is
+    /// added into row `sentence[i]` of `dsum`.
+    pub(crate) fn log_softmax_at_rows(
+        logits: &mut [f32],
+        v: usize,
+        offsets: &[f32],
+        offset_row: &[usize],
+        targets: &[usize],
+        log_p: &mut [f32],
+        sentence: &[usize],
+        dsum: &mut [f32],
+    ) => log_softmax_at_rows_body::<FMA>
 }
 
 #[cfg(test)]
@@ -143,38 +176,76 @@ mod tests {
 
     #[test]
     fn rows_match_the_direct_formulas() {
-        let (rows, v) = (3, 1003);
-        let logits: Vec<f32> = (0..rows * v)
+        let (n, v) = (4, 1003);
+        let logits: Vec<f32> = (0..n * v)
             .map(|i| ((i * 7919 % 1000) as f32 / 50.0 - 10.0) * if i < v { 1.0 } else { 3.0 })
             .collect();
-        let mut lse = vec![0.0; rows];
-        log_sum_exp_rows(&logits, v, &mut lse);
-        let mut p = logits.clone();
-        let mut lse2 = vec![0.0; rows];
-        softmax_rows(&mut p, v, &mut lse2);
-        for r in 0..rows {
-            let row = &logits[r * v..(r + 1) * v];
-            let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
-            let want = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+        let offsets: Vec<f32> = (0..2 * v).map(|i| (i % 13) as f32 * 0.25 - 1.0).collect();
+        let sentence = [0, 0, 1, 1];
+        let targets = [5, 1002, usize::MAX, 0];
+        let mut plain = logits.clone();
+        let mut log_p = vec![0.0; n];
+        log_softmax_at_rows(
+            &mut plain,
+            v,
+            &offsets,
+            &sentence,
+            &targets,
+            &mut log_p,
+            &sentence,
+            &mut [],
+        );
+        let mut grad = logits.clone();
+        let mut log_p2 = vec![0.0; n];
+        let mut dsum = vec![0.0; 2 * v];
+        log_softmax_at_rows(
+            &mut grad,
+            v,
+            &offsets,
+            &sentence,
+            &targets,
+            &mut log_p2,
+            &sentence,
+            &mut dsum,
+        );
+        assert_eq!(log_p, log_p2);
+        let mut want_dsum = vec![0.0f64; 2 * v];
+        for i in 0..n {
+            let s = sentence[i];
+            let row: Vec<f64> = (0..v)
+                .map(|j| (logits[i * v + j] + offsets[s * v + j]) as f64)
+                .collect();
+            if targets[i] == usize::MAX {
+                assert_eq!(log_p[i], 0.0);
+                assert!(grad[i * v..(i + 1) * v].iter().all(|&x| x == 0.0));
+                continue;
+            }
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let lse = m + row.iter().map(|&x| (x - m).exp()).sum::<f64>().ln();
+            let want = row[targets[i]] - lse;
             assert!(
-                (lse[r] as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
-                "{r}"
+                (log_p[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
+                "{i}"
             );
-            assert_eq!(lse[r], lse2[r]);
-            let total: f64 = p[r * v..(r + 1) * v].iter().map(|&x| x as f64).sum();
-            assert!((total - 1.0).abs() < 1e-5, "{total}");
-            for (j, &x) in row.iter().enumerate() {
-                let want = (x as f64 - want).exp();
+            let mut total = 0.0;
+            for j in 0..v {
+                let d = f64::from(u8::from(j == targets[i])) - (row[j] - lse).exp();
+                total += grad[i * v + j] as f64;
+                want_dsum[s * v + j] += d;
                 assert!(
-                    (p[r * v + j] as f64 - want).abs() < 1e-6 + 1e-5 * want,
-                    "{r} {j}"
+                    (grad[i * v + j] as f64 - d).abs() < 1e-6 + 1e-5 * d.abs(),
+                    "{i} {j}"
                 );
             }
+            assert!(total.abs() < 1e-5, "a gradient row sums to 0: {total}");
+        }
+        for (a, b) in dsum.iter().zip(&want_dsum) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
         }
         let mut nan = logits[..v].to_vec();
         nan[5] = f32::NAN;
         let mut one = [0.0];
-        log_sum_exp_rows(&nan, v, &mut one);
-        assert!(one[0].is_nan(), "a NaN logit gives a NaN normaliser");
+        log_softmax_at_rows(&mut nan, v, &offsets, &[0], &[3], &mut one, &[0], &mut []);
+        assert!(one[0].is_nan(), "a NaN logit gives a NaN log-probability");
     }
 }
