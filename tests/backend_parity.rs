@@ -10,7 +10,8 @@
 //! - Gaussian-mixture EM (f32): every iteration's average log-likelihood within 1e-4 relative, the
 //!   fitted weights within 1e-3.
 //! - MLP VAE, 30 Adam steps: every step's loss within 1e-4 relative, every parameter within 1e-4.
-//! - Sentence VAE, 12 Adam steps: every step's loss within 1e-4 relative, every parameter within 1e-4.
+//! - Sentence VAE, 12 Adam steps (flex with its host kernels, the GPU with composed tensor ops): every
+//!   step's loss within 1e-4 relative, every parameter within 1e-4.
 //!
 //! Without a Vulkan (or Metal, DX12) adapter the tests say they were skipped, unless
 //! `EMVAE_REQUIRE_GPU=1` (set by `.ci/run`, which installs lavapipe) makes that a failure.
@@ -25,6 +26,7 @@ use emvae::em::gmm::{CovarianceType, EmObserver, GmmCheckpoint, GmmParams, Itera
 use emvae::text::batch::TextData;
 use emvae::text::corpus::{CorpusOptions, parse_corpus};
 use emvae::text::grammar::{GrammarSpec, LabelFactor, generate, to_lines};
+use emvae::text::lstm_kernel::{HostKernels, lstm_sequence};
 use emvae::text::vocab::Vocab;
 use emvae::text::{TextDataset, TextTrainer, TextVaeConfig};
 use emvae::vae::AmortizedModel;
@@ -229,10 +231,15 @@ fn text_vae_training_steps_match_flex() {
     )
     .expect("config");
     config.vocab_size = vocab.len();
-    let run = |device: Device| {
+    // flex with the host kernels the CLI gives it (the LSTM recurrence as one operation, the output
+    // layer on the host), the GPU with the composed tensor operations.
+    let run = |device: Device, host_kernels: Option<HostKernels>| {
         let set = TextDataset::training(data.clone(), vocab.len(), 6);
-        let mut t =
-            TextTrainer::new(config.clone(), 6, device.autodiff(), set, None).expect("trainer");
+        let config = TextVaeConfig {
+            host_kernels,
+            ..config.clone()
+        };
+        let mut t = TextTrainer::new(config, 6, device.autodiff(), set, None).expect("trainer");
         let mut losses = StepLosses {
             last: 0.0,
             losses: Vec::new(),
@@ -240,5 +247,13 @@ fn text_vae_training_steps_match_flex() {
         t.run(&mut losses, Some(12)).expect("runs");
         (losses.losses, parameter_values(&t.model))
     };
-    assert_runs_agree(run(Device::flex()), run(gpu), 12, "sentence VAE");
+    let kernels = HostKernels {
+        lstm: lstm_sequence::<burn::backend::Flex>,
+    };
+    assert_runs_agree(
+        run(Device::flex(), Some(kernels)),
+        run(gpu, None),
+        12,
+        "sentence VAE",
+    );
 }
