@@ -393,30 +393,35 @@ where
     {
         return None;
     }
-    let lengths = lengths.map_or_else(|| vec![steps; batch], <[usize]>::to_vec);
-    let shape = (batch, steps, hidden);
-    let run = |xp: &Tensor<3>, w: &Tensor<2>, h0: &Tensor<2>, c0: &Tensor<2>| {
-        Tape::forward(
-            &host_values(xp.clone()),
-            host_values(w.clone()),
-            &host_values(h0.clone()),
-            &host_values(c0.clone()),
-            shape,
-            lengths.clone(),
-        )
-    };
-    let out_shape = [batch, steps + 2, hidden];
-    if !xp.is_autodiff() {
-        let device = xp.device();
+    // The tensors as `B`'s (autodiff) primitives, checked before any work: `None` falls back.
+    let tracked = if xp.is_autodiff() {
+        let convert = |x: Tensor<2>| x.try_into_primitive::<Autodiff<B>>().ok();
+        Some((
+            xp.clone().try_into_primitive::<Autodiff<B>>().ok()?,
+            convert(w_hh.clone())?,
+            convert(h0.clone())?,
+            convert(c0.clone())?,
+        ))
+    } else {
         xp.clone().try_into_primitive::<B>().ok()?;
-        let (_, out) = run(&xp, &w_hh, &h0, &c0);
-        return Some(Tensor::from_data(TensorData::new(out, out_shape), &device));
-    }
-    let (tape, out) = run(&xp, &w_hh, &h0, &c0);
-    let xp = xp.try_into_primitive::<Autodiff<B>>().ok()?;
-    let [w_hh, h0, c0] = [w_hh, h0, c0].map(|x| x.try_into_primitive::<Autodiff<B>>().ok());
-    let [Some(w_hh), Some(h0), Some(c0)] = [w_hh, h0, c0] else {
-        return None;
+        None
+    };
+    let lengths = lengths.map_or_else(|| vec![steps; batch], <[usize]>::to_vec);
+    let plain_device = xp.device();
+    let (tape, out) = Tape::forward(
+        &host_values(xp),
+        host_values(w_hh),
+        &host_values(h0),
+        &host_values(c0),
+        (batch, steps, hidden),
+        lengths,
+    );
+    let out_shape = [batch, steps + 2, hidden];
+    let Some((xp, w_hh, h0, c0)) = tracked else {
+        return Some(Tensor::from_data(
+            TensorData::new(out, out_shape),
+            &plain_device,
+        ));
     };
     let device = burn::backend::TensorMetadata::device(&xp);
     let output = B::float_from_data(TensorData::new(out, out_shape), &device);
@@ -438,10 +443,6 @@ mod tests {
     use burn::module::Module;
     use burn::tensor::{Device, Distribution};
     use rand::SeedableRng;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        host_values(t)
-    }
 
     /// `max |a - b| <= tol * max |b|`.
     fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
@@ -498,24 +499,24 @@ mod tests {
                 + (fin.clone() * Tensor::from_inner(w_fin.clone())).sum();
             let grads = loss.backward();
             let mut all = vec![
-                ("out", values(out)),
-                ("finals", values(fin)),
-                ("dx", values(x.grad(&grads).expect("dx"))),
-                ("dh0", values(h0.grad(&grads).expect("dh0"))),
-                ("dc0", values(c0.grad(&grads).expect("dc0"))),
+                ("out", host_values(out)),
+                ("finals", host_values(fin)),
+                ("dx", host_values(x.grad(&grads).expect("dx"))),
+                ("dh0", host_values(h0.grad(&grads).expect("dh0"))),
+                ("dc0", host_values(c0.grad(&grads).expect("dc0"))),
             ];
             for cell in &rnn.lstm {
                 all.push((
                     "dw_ih",
-                    values(cell.w_ih.val().grad(&grads).expect("dw_ih")),
+                    host_values(cell.w_ih.val().grad(&grads).expect("dw_ih")),
                 ));
                 all.push((
                     "dw_hh",
-                    values(cell.w_hh.val().grad(&grads).expect("dw_hh")),
+                    host_values(cell.w_hh.val().grad(&grads).expect("dw_hh")),
                 ));
                 all.push((
                     "dbias",
-                    values(cell.bias.val().grad(&grads).expect("dbias")),
+                    host_values(cell.bias.val().grad(&grads).expect("dbias")),
                 ));
             }
             all
@@ -552,6 +553,6 @@ mod tests {
         }
         let eval = fused.valid();
         let (out, _) = eval.forward(x0.clone(), Some(&lengths), Some(states(&h0, &c0)));
-        assert_close("evaluation", &values(out), &got[0].1, 1e-6);
+        assert_close("evaluation", &host_values(out), &got[0].1, 1e-6);
     }
 }

@@ -162,10 +162,6 @@ mod tests {
         (log_p.reshape([rows, t]) * mask).sum_dim(1).reshape([rows])
     }
 
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        host_values(t)
-    }
-
     #[test]
     fn the_host_layer_matches_burns_in_value_and_every_gradient() {
         let plain = Device::flex();
@@ -200,10 +196,10 @@ mod tests {
             } else {
                 direct(h.clone(), &out, s.clone(), &tokens, &lengths, rows)
             };
-            let value = values(r.clone());
+            let value = host_values(r.clone());
             let grads = (r * g.clone()).sum().backward();
-            let grad = |x: &Tensor<2>| values(x.grad(&grads).expect("a gradient"));
-            let gb = values(b.grad(&grads).expect("a gradient"));
+            let grad = |x: &Tensor<2>| host_values(x.grad(&grads).expect("a gradient"));
+            let gb = host_values(b.grad(&grads).expect("a gradient"));
             (value, [grad(&h), grad(&w), gb, grad(&s)])
         };
         let (want, want_grads) = run(false);
@@ -226,7 +222,7 @@ mod tests {
             weight: Param::from_tensor(w0.clone()),
             bias: Some(Param::from_tensor(b0.clone())),
         };
-        let plain_value = values(sentence_log_prob(
+        let plain_value = host_values(sentence_log_prob(
             h0.clone(),
             &out,
             Some(s0.clone()),
@@ -236,7 +232,7 @@ mod tests {
         ));
         assert_eq!(plain_value, got);
         let zero = Tensor::<2>::zeros([rows, v], &plain);
-        let unshifted = values(sentence_log_prob(
+        let unshifted = host_values(sentence_log_prob(
             h0.clone(),
             &out,
             None,
@@ -244,7 +240,7 @@ mod tests {
             &lengths,
             rows,
         ));
-        let want = values(direct(h0, &out, zero, &tokens, &lengths, rows));
+        let want = host_values(direct(h0, &out, zero, &tokens, &lengths, rows));
         for (a, b) in unshifted.iter().zip(&want) {
             assert!(
                 (a - b).abs() < 1e-5 * (1.0 + b.abs()),
