@@ -1,13 +1,23 @@
 //! Pieces the host kernels share ([`crate::output`], [`crate::lstm_kernel`]): tensor values on the
 //! host, and matrix products on them.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
-/// `f32` values of a tensor (plain: autodiff's tracking is left alone).
-pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+/// A tensor's values in host memory as `f32` (plain: autodiff's tracking is left alone), read with
+/// [`f32s`]. A tensor nothing else holds hands over its buffer; a shared one (a parameter) is copied.
+pub(crate) fn host_data<const D: usize>(t: Tensor<D>) -> TensorData {
     let t = if t.is_autodiff() { t.inner() } else { t };
-    t.into_data()
-        .convert::<f32>()
+    t.into_data().convert::<f32>()
+}
+
+/// The `f32` values of [`host_data`]'s result, borrowed.
+pub(crate) fn f32s(data: &TensorData) -> &[f32] {
+    data.as_slice::<f32>().expect("converted to f32")
+}
+
+/// `f32` values of a tensor, owned (a further copy where the buffer cannot become a `Vec<f32>`).
+pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    host_data(t)
         .try_into_vec::<f32>()
         .expect("converted to f32")
 }

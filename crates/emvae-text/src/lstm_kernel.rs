@@ -28,7 +28,7 @@ use burn::backend::{Autodiff, Backend, DispatchKindConversion, DispatchTensor};
 use burn::tensor::{DType, Tensor, TensorData};
 use emvae_core::simd::multiversion;
 
-use crate::host::{gemm, host_values};
+use crate::host::{f32s, gemm, host_data, host_values};
 use crate::softmax::exp_nonpositive;
 
 /// The LSTM recurrence over a sequence on host memory (see [`lstm_sequence`]); `None` where the
@@ -348,8 +348,8 @@ where
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (tape, device) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
-        let dy = host_values(Tensor::<3>::from_primitive::<B>(dy));
-        let g = tape.backward(&dy);
+        let dy = host_data(Tensor::<3>::from_primitive::<B>(dy));
+        let g = tape.backward(f32s(&dy));
         let (b, t, h) = (tape.batch, tape.steps, tape.hidden);
         let tensor = |values: Vec<f32>, shape: Vec<usize>| {
             B::float_from_data(TensorData::new(values, shape), &device)
@@ -409,10 +409,10 @@ where
     let lengths = lengths.map_or_else(|| vec![steps; batch], <[usize]>::to_vec);
     let plain_device = xp.device();
     let (tape, out) = Tape::forward(
-        &host_values(xp),
+        f32s(&host_data(xp)),
         host_values(w_hh),
-        &host_values(h0),
-        &host_values(c0),
+        f32s(&host_data(h0)),
+        f32s(&host_data(c0)),
         (batch, steps, hidden),
         lengths,
     );

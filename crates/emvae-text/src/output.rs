@@ -16,7 +16,7 @@
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::host::{gemm, host_values};
+use crate::host::{f32s, gemm, host_data, host_values};
 
 /// Whether [`sentence_log_prob`] can run on these decoder outputs (f32; other types take burn's layer).
 pub(crate) fn supported(h: &Tensor<2>) -> bool {
@@ -70,7 +70,8 @@ pub(crate) fn sentence_log_prob(
         })
         .collect();
 
-    let (h_values, w_values) = (host_values(h.clone()), host_values(weight.clone()));
+    let (h_data, w_data) = (host_data(h.clone()), host_data(weight.clone()));
+    let (h_values, w_values) = (f32s(&h_data), f32s(&w_data));
     let mut logits = vec![0.0f32; n * v];
     gemm(
         n,
@@ -79,9 +80,9 @@ pub(crate) fn sentence_log_prob(
         &mut logits,
         (1, v),
         false,
-        &h_values,
+        h_values,
         (1, hidden),
-        &w_values,
+        w_values,
         (1, v),
     );
     let mut log_p = vec![0.0f32; n];

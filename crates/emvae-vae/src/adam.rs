@@ -15,7 +15,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
 use crate::config::TrainConfig;
 
@@ -223,12 +223,17 @@ impl ModuleMapper for Update<'_> {
         let lr = self.lr;
         param.map(|value| {
             let device = value.device();
-            let shape = value.shape();
             let tracked = value.is_require_grad();
-            let data = value.into_data();
+            // Updated in place in the tensor's own buffer: no copy of a parameter or its gradient
+            // (the vocabulary-sized ones are 10 MB each) unless they are not f32.
+            let mut data = value.into_data();
             let dtype = data.dtype();
-            let mut theta = to_f32(data);
-            let g = to_f32(grad.into_data());
+            if dtype != DType::F32 {
+                data = data.convert_dtype(DType::F32);
+            }
+            let grad = grad.into_data().convert_dtype(DType::F32);
+            let theta = data.as_mut_slice::<f32>().expect("converted to f32 above");
+            let g = grad.as_slice::<f32>().expect("converted to f32 above");
             if adam.moments.len() <= index {
                 adam.moments.resize(index + 1, None);
             }
@@ -249,20 +254,14 @@ impl ModuleMapper for Update<'_> {
                 epsilon: adam.epsilon as f32 * bias_2,
                 weight_decay: adam.weight_decay as f32,
             };
-            if !update(&mut theta, &g, &mut moments.m, &mut moments.v, &coeffs) {
+            if !update(theta, g, &mut moments.m, &mut moments.v, &coeffs) {
                 non_finite.get_or_insert(here);
             }
-            let data = TensorData::new(theta, shape).convert_dtype(dtype);
+            let data = data.convert_dtype(dtype);
             let next = Tensor::<D>::from_data(data, &device);
             if tracked { next.require_grad() } else { next }
         })
     }
-}
-
-/// The values as f32 (training runs in f32; other precisions are converted).
-fn to_f32(data: TensorData) -> Vec<f32> {
-    data.try_into_vec_as::<f32>()
-        .expect("a float parameter's values convert to f32")
 }
 
 /// The scalars of one update.
@@ -321,7 +320,7 @@ mod tests {
     use burn::module::Module;
     use burn::nn::{Linear, LinearConfig};
     use burn::optim::{AdamConfig, decay::WeightDecayConfig};
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
 
     #[derive(Module, Debug)]
     struct Net {
