@@ -31,18 +31,78 @@ pub(crate) fn gemm(
     n: usize,
     k: usize,
     dst: &mut [f32],
-    (dst_cs, dst_rs): (usize, usize),
+    dst_strides: (usize, usize),
     accumulate: bool,
     lhs: &[f32],
-    (lhs_cs, lhs_rs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: &[f32],
-    (rhs_cs, rhs_rs): (usize, usize),
+    rhs_strides: (usize, usize),
+) {
+    let len = dst.len();
+    // SAFETY: `dst` is a live, initialised slice of `len` values, borrowed mutably for the call.
+    unsafe {
+        gemm_raw(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            len,
+            dst_strides,
+            accumulate,
+            (lhs, lhs_strides),
+            (rhs, rhs_strides),
+        );
+    }
+}
+
+/// `lhs [m, k] x rhs [k, n]` as a new row-major `[m, n]` buffer. It is not zero-filled first: gemm
+/// writes every entry without reading it (a vocabulary-sized buffer's zero-fill was 5% of scoring).
+pub(crate) fn gemm_new(
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) -> Vec<f32> {
+    if k == 0 {
+        return vec![0.0; m * n];
+    }
+    let mut dst = Vec::<f32>::with_capacity(m * n);
+    // SAFETY: the buffer holds `m * n` values of capacity; with `accumulate` false gemm only writes
+    // them (its kernels take the write-only path when the destination is not read), all of them as
+    // k > 0, so the first `m * n` values are initialised when `set_len` exposes them.
+    unsafe {
+        gemm_raw(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            m * n,
+            (1, n),
+            false,
+            (lhs, lhs_strides),
+            (rhs, rhs_strides),
+        );
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+/// The gemm call behind [`gemm`] and [`gemm_new`], with the operands' extents checked.
+///
+/// # Safety
+/// `dst` must be valid for writes of `dst_len` values (and for reads when `accumulate`), aliasing
+/// neither operand.
+unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_len: usize,
+    (dst_cs, dst_rs): (usize, usize),
+    accumulate: bool,
+    (lhs, (lhs_cs, lhs_rs)): (&[f32], (usize, usize)),
+    (rhs, (rhs_cs, rhs_rs)): (&[f32], (usize, usize)),
 ) {
     if m == 0 || n == 0 {
         return;
     }
     let last = |cs: usize, rs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(last(dst_cs, dst_rs, m, n) < dst.len());
+    assert!(last(dst_cs, dst_rs, m, n) < dst_len);
     if k > 0 {
         assert!(last(lhs_cs, lhs_rs, m, k) < lhs.len() && last(rhs_cs, rhs_rs, k, n) < rhs.len());
     }
@@ -51,14 +111,13 @@ pub(crate) fn gemm(
     } else {
         ::gemm::Parallelism::None
     };
-    // SAFETY: the extents of all three operands were checked against their slices above, and `dst`
-    // (borrowed mutably) aliases neither input.
+    // SAFETY: the extents of all three operands were checked above; the caller vouches for `dst`.
     unsafe {
         ::gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_cs as isize,
             dst_rs as isize,
             accumulate,

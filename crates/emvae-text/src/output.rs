@@ -16,7 +16,7 @@
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::host::{f32s, gemm, host_data, host_values};
+use crate::host::{f32s, gemm_new, host_data, host_values};
 
 /// Whether [`sentence_log_prob`] can run on these decoder outputs (f32; other types take burn's layer).
 pub(crate) fn supported(h: &Tensor<2>) -> bool {
@@ -72,19 +72,7 @@ pub(crate) fn sentence_log_prob(
 
     let (h_data, w_data) = (host_data(h.clone()), host_data(weight.clone()));
     let (h_values, w_values) = (f32s(&h_data), f32s(&w_data));
-    let mut logits = vec![0.0f32; n * v];
-    gemm(
-        n,
-        v,
-        hidden,
-        &mut logits,
-        (1, v),
-        false,
-        h_values,
-        (1, hidden),
-        w_values,
-        (1, v),
-    );
+    let mut logits = gemm_new((n, v, hidden), h_values, (1, hidden), w_values, (1, v));
     let mut log_p = vec![0.0f32; n];
     let mut dsum = if grad {
         vec![0.0f32; rows * v]
