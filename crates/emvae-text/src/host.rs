@@ -136,3 +136,58 @@ unsafe fn gemm_raw(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lhs [m, k] x rhs [k, n]` in f64, both row-major.
+    fn naive(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32]) -> Vec<f64> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|l| f64::from(lhs[i * k + l]) * f64::from(rhs[l * n + j]))
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn gemm_new_writes_every_entry_of_the_product() {
+        // Sizes off the kernels' 16 x 6 tiles, and one large enough to run on the thread pool.
+        for &(m, n, k) in &[(37, 53, 29), (1, 7, 3), (200, 190, 210), (5, 4, 0)] {
+            let lhs: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let rhs: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0)
+                .collect();
+            let want = naive(m, n, k, &lhs, &rhs);
+            // Fill freed memory with garbage first, so that a buffer gemm leaves unwritten shows.
+            drop(vec![f32::NAN; m * n]);
+            let got = gemm_new((m, n, k), &lhs, (1, k), &rhs, (1, n));
+            assert_eq!(got.len(), m * n);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (f64::from(*g) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{m}x{n}x{k}: {g} vs {w}"
+                );
+            }
+            // The same product accumulated onto a column-major destination.
+            let mut dst = vec![1.0f32; m * n];
+            gemm(m, n, k, &mut dst, (m, 1), true, &lhs, (1, k), &rhs, (1, n));
+            for i in 0..m {
+                for j in 0..n {
+                    let w = want[i * n + j] + 1.0;
+                    let g = f64::from(dst[j * m + i]);
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{m}x{n}x{k} accumulated"
+                    );
+                }
+            }
+        }
+    }
+}
