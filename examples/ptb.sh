@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The Penn Treebank table in one command: the LSTM language model and the four sentence-VAE variants
-# (configs/text-lm-ptb.toml, text-vae-ptb{,-freebits,-cyclical,-aggressive}.toml) trained on
-# ptb.train.txt (validation: ptb.valid.txt), then the models kept after 1, 5 and 20 epochs and the best
-# by validation scored on ptb.test.txt by the literature's protocol (../shared/data/ptb/README.md:
-# NLL per sentence by importance sampling with 500 samples, perplexity over words and <eos>, KL,
-# active units), and the table written to RUNS/ptb-table.md.
+# The Penn Treebank table in one command: the exact-EM baselines (configs/unigrams-ptb.toml, the mixture
+# of unigrams, and hmm-ptb.toml, the categorical HMM), the LSTM language model and the four sentence-VAE
+# variants (configs/text-lm-ptb.toml, text-vae-ptb{,-freebits,-cyclical,-aggressive}.toml) trained on
+# ptb.train.txt (validation: ptb.valid.txt), then the exact models, and the neural ones kept after 1, 5
+# and 20 epochs and the best by validation, scored on ptb.test.txt by the literature's protocol
+# (../shared/data/ptb/README.md: NLL per sentence, by importance sampling with 500 samples for the VAEs,
+# perplexity over words and <eos>, KL, active units), and one table written to RUNS/ptb-table.md.
 #
 #   examples/ptb.sh                  # everything (about a day on 2 cores)
 #   PTB_STEPS=20000 examples/ptb.sh  # at most 20,000 training steps per model this time; run it
@@ -12,7 +13,8 @@
 #
 # Environment: EMVAE (the binary; default target/release/emvae), PTB (the corpus directory; default
 # ../shared/data/ptb, which the configs name), RUNS (default runs), PTB_IW (importance samples of the
-# VAEs' test NLL; default 500), PTB_MODELS (which configs; default all five).
+# VAEs' test NLL; default 500), PTB_MODELS (which neural configs; default all five), PTB_EXACT (which
+# exact-EM configs; default both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 emvae=${EMVAE:-target/release/emvae}
@@ -20,6 +22,7 @@ ptb=${PTB:-../shared/data/ptb}
 runs=${RUNS:-runs}
 iw=${PTB_IW:-500}
 models=${PTB_MODELS:-text-lm-ptb text-vae-ptb text-vae-ptb-freebits text-vae-ptb-cyclical text-vae-ptb-aggressive}
+exact=${PTB_EXACT-unigrams-ptb hmm-ptb}
 for f in ptb.train.txt ptb.valid.txt ptb.test.txt; do
   if [ ! -f "$ptb/$f" ]; then
     echo "examples/ptb.sh: $ptb/$f not found (the README says where to get the Penn Treebank)" >&2
@@ -46,6 +49,32 @@ seconds() {
     END { printf "%.0f", total }' "$1"
 }
 
+# The config with the corpus where it is (the shipped configs name ../shared/data/ptb).
+local_config() {
+  sed "s#\"\.\./\.\./shared/data/ptb/#\"$ptb_abs/#" "configs/$1.toml" >"$runs/$1.toml"
+}
+
+# The exact-EM baselines: EM to convergence (or max_iter), then the exact test NLL.
+for name in $exact; do
+  run="$runs/$name"
+  if [ -f "$run/model.json" ]; then
+    echo "== $name: trained"
+  elif [ -f "$run/checkpoint.json" ]; then
+    echo "== $name: resuming"
+    "$emvae" train --out "$run" --resume
+  else
+    echo "== $name: training"
+    local_config "$name"
+    "$emvae" train --config "$runs/$name.toml" --out "$run"
+  fi
+  out="$run/test.json"
+  if [ ! -f "$out" ]; then
+    echo "== $name: scoring on the test split (exact)"
+    "$emvae" eval --run "$run" --data "$ptb/ptb.test.txt" >"$out.part"
+    mv "$out.part" "$out"
+  fi
+done
+
 for name in $models; do
   run="$runs/$name"
   if [ -f "$run/model.bpk" ]; then
@@ -55,8 +84,7 @@ for name in $models; do
     "$emvae" train --out "$run" --resume "${stop[@]}"
   else
     echo "== $name: training"
-    # The config with the corpus where it is (the shipped configs name ../shared/data/ptb).
-    sed "s#\"\.\./\.\./shared/data/ptb/#\"$ptb_abs/#" "configs/$name.toml" >"$runs/$name.toml"
+    local_config "$name"
     "$emvae" train --config "$runs/$name.toml" --out "$run" "${stop[@]}"
   fi
   k=$iw
@@ -79,8 +107,16 @@ done
 
 table="$runs/ptb-table.md"
 {
-  echo "| model | budget | test NLL (IW) | perplexity | KL | active units | MI | training time |"
+  echo "| model | budget | test NLL (nats) | perplexity | KL | active units | MI | training time |"
   echo "|---|---|---|---|---|---|---|---|"
+  for name in $exact; do
+    run="$runs/$name"
+    out="$run/test.json"
+    [ -f "$out" ] || continue
+    printf '| %s | end (%s iterations) | %.2f (exact) | %.1f | - | - | - | %.1f min |\n' "$name" \
+      "$(field "$run/summary.json" iterations_total)" "$(field "$out" nll_per_sentence)" \
+      "$(field "$out" perplexity)" "$(awk -v s="$(field "$run/summary.json" seconds)" 'BEGIN { print s / 60 }')"
+  done
   for name in $models; do
     run="$runs/$name"
     for budget in 1 5 20 best; do
@@ -93,11 +129,11 @@ table="$runs/ptb-table.md"
         label="$budget epoch$([ "$budget" = 1 ] || echo s)"
         secs=$(seconds "$run/metrics.jsonl" "$budget")
       fi
-      mi=$(printf '%.2f' "$(field "$out" mutual_information)")
-      case $name in text-lm-*) mi="-" ;; esac # no latent code
-      printf '| %s | %s | %.2f (IW-%s) | %.1f | %.2f | %s | %s | %s min |\n' "$name" "$label" \
-        "$(field "$out" iw_nll)" "$(field "$out" iw_samples)" "$(field "$out" perplexity)" \
-        "$(field "$out" kl)" "$(field "$out" active_units)" "$mi" "$((secs / 60))"
+      how="IW-$(field "$out" iw_samples)" kl=$(printf '%.2f' "$(field "$out" kl)")
+      au=$(field "$out" active_units) mi=$(printf '%.2f' "$(field "$out" mutual_information)")
+      case $name in text-lm-*) how=exact kl="-" au="-" mi="-" ;; esac # no latent code
+      printf '| %s | %s | %.2f (%s) | %.1f | %s | %s | %s | %s min |\n' "$name" "$label" \
+        "$(field "$out" iw_nll)" "$how" "$(field "$out" perplexity)" "$kl" "$au" "$mi" "$((secs / 60))"
     done
   done
 } >"$table.part"
