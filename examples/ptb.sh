@@ -14,14 +14,14 @@
 # Environment: EMVAE (the binary; default target/release/emvae), PTB (the corpus directory; default
 # ../shared/data/ptb, which the configs name), RUNS (default runs), PTB_IW (importance samples of the
 # VAEs' test NLL; default 500), PTB_MODELS (which neural configs; default all five), PTB_EXACT (which
-# exact-EM configs; default both).
+# exact-EM configs; default both); an empty PTB_MODELS or PTB_EXACT runs none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 emvae=${EMVAE:-target/release/emvae}
 ptb=${PTB:-../shared/data/ptb}
 runs=${RUNS:-runs}
 iw=${PTB_IW:-500}
-models=${PTB_MODELS:-text-lm-ptb text-vae-ptb text-vae-ptb-freebits text-vae-ptb-cyclical text-vae-ptb-aggressive}
+models=${PTB_MODELS-text-lm-ptb text-vae-ptb text-vae-ptb-freebits text-vae-ptb-cyclical text-vae-ptb-aggressive}
 exact=${PTB_EXACT-unigrams-ptb hmm-ptb}
 for f in ptb.train.txt ptb.valid.txt ptb.test.txt; do
   if [ ! -f "$ptb/$f" ]; then
