@@ -54,19 +54,28 @@ local_config() {
   sed "s#\"\.\./\.\./shared/data/ptb/#\"$ptb_abs/#" "configs/$1.toml" >"$runs/$1.toml"
 }
 
-# The exact-EM baselines: EM to convergence (or max_iter), then the exact test NLL.
-for name in $exact; do
-  run="$runs/$name"
-  if [ -f "$run/model.json" ]; then
+# Trains config $1 into $runs/$1: skipped when its final model $2 is there, resumed when its checkpoint $3
+# is; the remaining arguments go to `emvae train`.
+train_run() {
+  local name=$1 model=$2 checkpoint=$3
+  shift 3
+  local run="$runs/$name"
+  if [ -f "$run/$model" ]; then
     echo "== $name: trained"
-  elif [ -f "$run/checkpoint.json" ]; then
+  elif [ -f "$run/$checkpoint" ]; then
     echo "== $name: resuming"
-    "$emvae" train --out "$run" --resume
+    "$emvae" train --out "$run" --resume "$@"
   else
     echo "== $name: training"
     local_config "$name"
-    "$emvae" train --config "$runs/$name.toml" --out "$run"
+    "$emvae" train --config "$runs/$name.toml" --out "$run" "$@"
   fi
+}
+
+# The exact-EM baselines: EM to convergence (or max_iter), then the exact test NLL.
+for name in $exact; do
+  run="$runs/$name"
+  train_run "$name" model.json checkpoint.json
   out="$run/test.json"
   if [ ! -f "$out" ]; then
     echo "== $name: scoring on the test split (exact)"
@@ -77,16 +86,7 @@ done
 
 for name in $models; do
   run="$runs/$name"
-  if [ -f "$run/model.bpk" ]; then
-    echo "== $name: trained"
-  elif [ -f "$run/checkpoint.bin" ]; then
-    echo "== $name: resuming"
-    "$emvae" train --out "$run" --resume "${stop[@]}"
-  else
-    echo "== $name: training"
-    local_config "$name"
-    "$emvae" train --config "$runs/$name.toml" --out "$run" "${stop[@]}"
-  fi
+  train_run "$name" model.bpk checkpoint.bin "${stop[@]}"
   k=$iw
   case $name in text-lm-*) k=1 ;; esac # exact: the language model has no latent code
   for budget in 1 5 20 best; do
