@@ -17,7 +17,7 @@ use emvae::core::linalg;
 use emvae::core::tensor::tensor_to_vec;
 use emvae::vae::config::VaeConfig;
 use emvae::vae::data::{Binarization, VaeData};
-use emvae::vae::diagnostics::{DiagnoseOptions, diagnose, iw_log_likelihoods};
+use emvae::vae::diagnostics::{DiagnoseOptions, EVAL_VALUES, diagnose, iw_log_likelihoods};
 use emvae::vae::inference::PosteriorSource;
 use emvae::vae::train::Trainer;
 
@@ -132,6 +132,7 @@ fn linear_vae_reaches_the_ppca_maximum_likelihood_and_matches_the_exact_e_step()
             iw_samples: None,
             seed: 1,
             mi_points: 100,
+            values_per_evaluation: EVAL_VALUES,
         },
     );
     println!(
@@ -159,7 +160,7 @@ fn linear_vae_reaches_the_ppca_maximum_likelihood_and_matches_the_exact_e_step()
         [1, 10, 100, 1000]
             .into_iter()
             .map(|k| {
-                let est = iw_log_likelihoods(&model, &data, source, k, 7, &plain);
+                let est = iw_log_likelihoods(&model, &data, source, k, 7, EVAL_VALUES, &plain);
                 let diffs: Vec<f64> = est.iter().zip(&exact).map(|(e, x)| x - e).collect();
                 let n = diffs.len() as f64;
                 let mean = diffs.iter().sum::<f64>() / n;
@@ -176,6 +177,28 @@ fn linear_vae_reaches_the_ppca_maximum_likelihood_and_matches_the_exact_e_step()
             })
             .collect()
     };
+    // The evaluation budget splits the K samples of a row into blocks combined in log space: with one row
+    // per chunk either way (so the same importance samples), one block of 100 and 34 blocks of at most 3
+    // give the same estimates. (The pPCA rows cost d = 8 values per sample.)
+    let head = VaeData::new(
+        &Matrix::from_rows(&r.x.rows().take(50).map(<[f64]>::to_vec).collect::<Vec<_>>()),
+        Binarization::None,
+    )
+    .fixed(0);
+    let one_block = iw_log_likelihoods(
+        &model,
+        &head,
+        &PosteriorSource::Encoder,
+        100,
+        3,
+        800,
+        &plain,
+    );
+    let blocks = iw_log_likelihoods(&model, &head, &PosteriorSource::Encoder, 100, 3, 24, &plain);
+    assert_eq!(one_block.len(), 50);
+    for (a, b) in one_block.iter().zip(&blocks) {
+        assert!((a - b).abs() < 1e-4, "one block {a} vs blocks of 3 {b}");
+    }
     // With the trained encoder as proposal (nearly the exact posterior), every K agrees with the exact
     // marginal within Monte Carlo error, and the error shrinks as K grows.
     let gaps = gap_table(&PosteriorSource::Encoder);

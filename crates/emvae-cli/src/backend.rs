@@ -47,6 +47,17 @@ impl Backend {
         })
     }
 
+    /// Values one evaluation of a decoder may hold (`DiagnoseOptions::values_per_evaluation`): the
+    /// default on the CPU, where the chunks stay in cache-friendly sizes; 2^29 (2 GiB of f32, under
+    /// Vulkan's usual 4 GiB binding limit) on a GPU, where a small chunk is a launch-bound one: the
+    /// IW-500 scoring of the PTB test split did not finish in 287 s on an H200 with the default.
+    pub fn eval_values(self) -> usize {
+        match self {
+            Backend::Flex | Backend::Ndarray => emvae_vae::diagnostics::EVAL_VALUES,
+            Backend::Wgpu => 1 << 29,
+        }
+    }
+
     /// Whether the backend's tensors live in host memory (its models may run host loops on them).
     pub fn host_memory(self) -> bool {
         matches!(self, Backend::Flex | Backend::Ndarray)

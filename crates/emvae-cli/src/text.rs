@@ -325,6 +325,7 @@ pub(crate) struct Trained {
     pub vocab: Vocab,
     pub model: TextVae,
     pub device: Device,
+    pub backend: crate::backend::Backend,
 }
 
 pub(crate) fn open_trained(
@@ -368,6 +369,7 @@ pub(crate) fn open_trained(
         vocab,
         model,
         device,
+        backend,
     })
 }
 
@@ -809,6 +811,7 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
         DiagnoseOptions {
             iw_samples: Some(k),
             seed: t.loaded.config.seed,
+            values_per_evaluation: t.backend.eval_values(),
             ..Default::default()
         },
     );

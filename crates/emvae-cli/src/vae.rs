@@ -444,6 +444,7 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
             elbo_samples: 1,
             iw_samples: Some(k),
             seed: loaded.config.seed,
+            values_per_evaluation: backend.eval_values(),
             ..Default::default()
         },
     );

@@ -55,6 +55,10 @@ pub struct DiagnoseOptions {
     pub seed: u64,
     /// Most points used for the mutual information (O(n^2)); a fixed subset beyond.
     pub mi_points: usize,
+    /// Values one decoder evaluation may hold ([`EVAL_VALUES`] by default). The caller that chose the
+    /// device sets it: a GPU with room evaluates far more rows per launch. The chunks, and so the
+    /// importance samples drawn for them, depend on it.
+    pub values_per_evaluation: usize,
 }
 
 impl Default for DiagnoseOptions {
@@ -64,6 +68,7 @@ impl Default for DiagnoseOptions {
             iw_samples: None,
             seed: 0,
             mi_points: 4096,
+            values_per_evaluation: EVAL_VALUES,
         }
     }
 }
@@ -107,7 +112,11 @@ pub fn diagnose<M: AmortizedModel>(
     let (mut elbo, mut rec, mut kl) = (0.0, 0.0, 0.0);
     let mut kl_dims: Option<Vec<f64>> = None;
     let (mut mean, mut log_var) = (Vec::new(), Vec::new());
-    for (c, rows) in chunks(n, decoder_rows(data, s)).into_iter().enumerate() {
+    let budget = opts.values_per_evaluation;
+    for (c, rows) in chunks(n, decoder_rows(data, s, budget))
+        .into_iter()
+        .enumerate()
+    {
         let x = data.batch(&rows, 0, device);
         let q = source.posterior(model, &rows, &x, device);
         mean.extend(tensor_to_vec(q.mean.clone()));
@@ -151,7 +160,7 @@ pub fn diagnose<M: AmortizedModel>(
     );
     let iw = opts
         .iw_samples
-        .map(|k| iw_nll(model, data, source, k, opts.seed, device));
+        .map(|k| iw_nll(model, data, source, k, opts.seed, budget, device));
     Diagnostics {
         n,
         elbo: elbo / n as f64,
@@ -229,16 +238,18 @@ fn index(rows: &[usize], device: &Device) -> Tensor<1, burn::tensor::Int> {
     Tensor::from_data(burn::tensor::TensorData::new(ids, [rows.len()]), device)
 }
 
-/// The importance-weighted NLL with `k` samples per point from the posteriors of `source`.
+/// The importance-weighted NLL with `k` samples per point from the posteriors of `source`, in
+/// decoder evaluations of at most about `budget` values.
 pub fn iw_nll<M: AmortizedModel>(
     model: &M,
     data: &M::Data,
     source: &PosteriorSource,
     k: usize,
     seed: u64,
+    budget: usize,
     device: &Device,
 ) -> IwEstimate {
-    let per_point = iw_log_likelihoods(model, data, source, k, seed, device);
+    let per_point = iw_log_likelihoods(model, data, source, k, seed, budget, device);
     let n = per_point.len() as f64;
     let mean = per_point.iter().sum::<f64>() / n;
     let var = per_point.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
@@ -249,32 +260,33 @@ pub fn iw_nll<M: AmortizedModel>(
     }
 }
 
-/// Values a decoder evaluation may hold at once (about 128 MB of f32: a sentence model's logits over a
-/// 10,000-word vocabulary are that many values per few hundred tokens).
-const IW_BUDGET: usize = 1 << 25;
+/// Values a decoder evaluation holds at once by default (about 128 MB of f32: a sentence model's logits
+/// over a 10,000-word vocabulary are that many values per few hundred tokens).
+pub const EVAL_VALUES: usize = 1 << 25;
 
 /// Rows per decoder evaluation with `samples` draws each: at most 512, fewer where the rows' decoder
-/// outputs would exceed [`IW_BUDGET`].
-fn decoder_rows<D: TrainData>(data: &D, samples: usize) -> usize {
-    (IW_BUDGET / (data.row_cost().max(1) * samples.max(1))).clamp(1, 512)
+/// outputs would exceed `budget` values.
+fn decoder_rows<D: TrainData>(data: &D, samples: usize, budget: usize) -> usize {
+    (budget / (data.row_cost().max(1) * samples.max(1))).clamp(1, 512)
 }
 
 /// `log 1/K sum_k p(x_i, z_k) / q(z_k | x_i)` for every row.
 ///
 /// Rows are taken in chunks, and the `K` samples of a chunk in blocks, so that a decoder evaluation
-/// holds about [`IW_BUDGET`] values; blocks are combined in log space.
+/// holds about `budget` values; blocks are combined in log space.
 pub fn iw_log_likelihoods<M: AmortizedModel>(
     model: &M,
     data: &M::Data,
     source: &PosteriorSource,
     k: usize,
     seed: u64,
+    budget: usize,
     device: &Device,
 ) -> Vec<f64> {
     let latent = model.prior().latent_dim;
     let cost = data.row_cost().max(latent).max(1);
-    let rows_per_chunk = (IW_BUDGET / (k * cost).max(1)).max(1);
-    let block = (IW_BUDGET / cost).clamp(1, k);
+    let rows_per_chunk = (budget / (k * cost).max(1)).max(1);
+    let block = (budget / cost).clamp(1, k);
     let mut out = Vec::with_capacity(data.len());
     for (c, rows) in chunks(data.len(), rows_per_chunk).into_iter().enumerate() {
         let b = rows.len();
@@ -313,7 +325,7 @@ pub fn amortization_gap<M: AmortizedModel>(
     device: &Device,
 ) -> (f64, f64) {
     let (mut enc, mut opt) = (0.0, 0.0);
-    for (c, rows) in chunks(data.len(), decoder_rows(data, samples))
+    for (c, rows) in chunks(data.len(), decoder_rows(data, samples, EVAL_VALUES))
         .into_iter()
         .enumerate()
     {
