@@ -16,7 +16,7 @@
 # VAEs' test NLL; default 500), PTB_MODELS (which neural configs; default all five), PTB_EXACT (which
 # exact-EM configs; default both); an empty PTB_MODELS or PTB_EXACT runs none; PTB_SCORE_BACKEND (the
 # backend of the neural models' test scoring, e.g. wgpu with a GPU and a `--features wgpu` build: an
-# IW-500 scoring took 93.5 s on an H200 against about 25 minutes on 2 cores; default the run's).
+# IW-500 scoring took 94-102 s on an H200 against 27 minutes on 2 cores; default the run's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 emvae=${EMVAE:-target/release/emvae}
