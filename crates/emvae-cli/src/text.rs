@@ -180,6 +180,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         None => TextTrainer::new(config.clone(), seed, device.clone(), train, test)
             .map_err(|e| vae_error(loaded, e))?,
     };
+    trainer.eval_values = backend.eval_values();
     target.prepare(force)?;
     if checkpoint.is_none() {
         run.write(VOCAB_FILE, &vocab.to_json_bytes())?;

@@ -271,6 +271,7 @@ pub fn train(target: &TrainTarget, force: bool, stop_after: Option<usize>) -> Cl
         None => Trainer::new(config.clone(), seed, device.clone(), train, test)
             .map_err(|e| vae_error(loaded, e))?,
     };
+    trainer.eval_values = backend.eval_values();
     target.prepare(force)?;
     tracing::info!(
         "training a {} VAE ({} strategy, {:?} objective) on {} rows x {} columns from {} ({} held out) on {backend}; \
@@ -456,6 +457,7 @@ pub fn eval(args: &EvalArgs) -> CliResult<()> {
             config.eval.gap_lr,
             config.objective.samples.max(10),
             loaded.config.seed,
+            backend.eval_values(),
             &device,
         )
     });

@@ -20,7 +20,7 @@ use crate::adam::Adam;
 use crate::amortized::{AmortizedModel, ModelConfig, TrainData};
 use crate::config::{LrSchedule, ObjectiveKind, Proposal, Strategy};
 use crate::data::normal_noise;
-use crate::diagnostics::{DiagnoseOptions, Diagnostics, amortization_gap, diagnose};
+use crate::diagnostics::{DiagnoseOptions, Diagnostics, EVAL_VALUES, amortization_gap, diagnose};
 use crate::error::VaeError;
 use crate::guide::Posterior;
 use crate::inference::{PosteriorSource, held_out_posteriors, sample_prior};
@@ -193,6 +193,10 @@ pub struct AmortizedTrainer<M: AmortizedModel> {
     pub local: Option<LocalPosteriors>,
     /// Data-parallel shards of each step (`train.shards`, resolved for this model's size).
     pub shards: usize,
+    /// Values one decoder evaluation of the diagnostics may hold
+    /// ([`DiagnoseOptions::values_per_evaluation`]; [`EVAL_VALUES`] unless the caller, which knows the
+    /// device, sets another).
+    pub eval_values: usize,
 }
 
 /// Number of values in a module's float parameters.
@@ -228,6 +232,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         let shards = config.train().resolved_shards(parameter_count(&model));
         Ok(Self {
             shards,
+            eval_values: EVAL_VALUES,
             optim: Adam::new(config.train()),
             model,
             state: TrainState {
@@ -512,6 +517,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 elbo_samples: 1,
                 iw_samples,
                 seed: self.seed,
+                values_per_evaluation: self.eval_values,
                 ..Default::default()
             },
         ))
@@ -541,6 +547,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 self.config.eval().gap_lr,
                 self.config.objective().samples.max(10),
                 self.seed,
+                self.eval_values,
                 &self.device,
             ))
         } else {
