@@ -7,7 +7,7 @@
 # (../shared/data/ptb/README.md: NLL per sentence, by importance sampling with 500 samples for the VAEs,
 # perplexity over words and <eos>, KL, active units), and one table written to RUNS/ptb-table.md.
 #
-#   examples/ptb.sh                  # everything (about a day on 2 cores)
+#   examples/ptb.sh                  # everything (a day or more on 2 cores)
 #   PTB_STEPS=20000 examples/ptb.sh  # at most 20,000 training steps per model this time; run it
 #                                    # again to continue (every step is resumed or skipped when done)
 #
