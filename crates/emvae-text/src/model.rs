@@ -463,6 +463,12 @@ impl AmortizedModel for TextVae {
             None => GradientsParams::new(),
         }
     }
+
+    fn guide_only(&self) -> Self {
+        let mut frozen = self.clone().no_grad();
+        frozen.encoder = self.encoder.clone();
+        frozen
+    }
 }
 
 #[cfg(test)]
@@ -506,5 +512,62 @@ mod tests {
             .try_to_vec::<f32>()
             .unwrap();
         assert_eq!(v1, v3);
+    }
+
+    /// The encoder-only steps' frozen copy: the guide's gradients (encoder and classifier, through
+    /// the decoder and the label latent) are those of the whole model, bit for bit, and the decoder's
+    /// parameters get none.
+    #[test]
+    fn guide_only_gives_the_guide_the_same_gradients_and_the_decoder_none() {
+        use crate::batch::TextData;
+        use crate::test_support::labelled_model_on;
+        use burn::module::ModuleVisitor;
+        use emvae_core::tensor::tensor_to_vec;
+        use emvae_vae::config::{KlEstimator, ObjectiveKind};
+        use emvae_vae::objective::{ObjectiveSpec, batch_terms};
+
+        struct Collect(GradientsParams, Vec<Vec<f64>>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                let g = self.0.remove::<D>(p.id).expect("a guide gradient");
+                self.1.push(tensor_to_vec(g));
+            }
+        }
+        let device = Device::flex().autodiff();
+        let model = labelled_model_on(&device, 1.0, 0.5, true, 0, 3);
+        let data = TextData {
+            sentences: vec![vec![4, 5, 6], vec![7, 8], vec![9, 4, 10, 11]],
+            labels: Some(vec![Some(1), None, Some(0)]),
+            label_names: vec!["neg".into(), "pos".into()],
+        };
+        let x = TextBatch {
+            tokens: data.batch(&[0, 1, 2], &device),
+            noise: None,
+        };
+        let eps = Tensor::<2>::random([6, 3], Distribution::Normal(0.0, 1.0), &device);
+        let spec = ObjectiveSpec {
+            kind: ObjectiveKind::Elbo,
+            samples: 2,
+            beta: 0.7,
+            free_bits: 0.0,
+            kl: KlEstimator::Analytic,
+        };
+        let grads_of = |m: &TextVae| {
+            let q = m.posterior(&x);
+            let grads = batch_terms(m, &q, &x, eps.clone(), &spec).loss.backward();
+            let decoder_grads = [
+                m.out.weight.val().grad(&grads).is_some(),
+                m.embedding.val().grad(&grads).is_some(),
+            ];
+            let mut c = Collect(m.guide_gradients(grads), Vec::new());
+            m.encoder.as_ref().expect("an encoder").visit(&mut c);
+            (c.1, decoder_grads)
+        };
+        let (full, full_decoder) = grads_of(&model);
+        let (guide, guide_decoder) = grads_of(&model.guide_only());
+        assert_eq!(full_decoder, [true, true]);
+        assert_eq!(guide_decoder, [false, false]);
+        assert!(full.iter().flatten().any(|g| *g != 0.0));
+        assert_eq!(full, guide);
     }
 }

@@ -15,6 +15,27 @@ pub(crate) fn labelled_model(
     refit_samples: usize,
     seed: u64,
 ) -> (TextVae, Device) {
+    let device = Device::flex();
+    let model = labelled_model_on(
+        &device,
+        classifier_weight,
+        posterior_weight,
+        word_bias,
+        refit_samples,
+        seed,
+    );
+    (model, device)
+}
+
+/// [`labelled_model`] on `device` (an autodiff device for gradient tests).
+pub(crate) fn labelled_model_on(
+    device: &Device,
+    classifier_weight: f64,
+    posterior_weight: f64,
+    word_bias: bool,
+    refit_samples: usize,
+    seed: u64,
+) -> TextVae {
     let rnn = RnnConfig {
         hidden: 8,
         ..Default::default()
@@ -38,6 +59,5 @@ pub(crate) fn labelled_model(
         dropout: 0.0,
         ..Default::default()
     };
-    let device = Device::flex();
-    (TextVae::new(&config, 12, seed, &device), device)
+    TextVae::new(&config, 12, seed, device)
 }

@@ -104,4 +104,10 @@ pub trait AmortizedModel: Module + Sync + 'static {
     }
     /// Gradients of the guide's parameters only (from a backward pass through the whole model).
     fn guide_gradients(&self, grads: Gradients) -> GradientsParams;
+    /// The model with every parameter outside the guide frozen (`no_grad`), for the encoder-only
+    /// steps (aggressive and semi-amortized training, Monte Carlo EM's proposal): a backward pass
+    /// through it still carries the gradient through the decoder to z but computes no weight
+    /// gradients for the decoder or the prior, which those steps would discard. Parameter ids are
+    /// kept, so [`Self::guide_gradients`] of its backward pass apply to `self`.
+    fn guide_only(&self) -> Self;
 }

@@ -67,6 +67,14 @@ impl crate::amortized::AmortizedModel for Vae {
     fn guide_gradients(&self, grads: Gradients) -> GradientsParams {
         GradientsParams::from_grads(grads, &self.encoder)
     }
+
+    fn guide_only(&self) -> Self {
+        Self {
+            encoder: self.encoder.clone(),
+            decoder: self.decoder.clone().no_grad(),
+            prior: self.prior.clone().no_grad(),
+        }
+    }
 }
 
 /// Checks that dense rows suit the model: width, category ids, Bernoulli range (keys relative to
@@ -111,4 +119,72 @@ fn check_rows(config: &VaeConfig, train: &crate::data::VaeData) -> Result<(), Va
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amortized::AmortizedModel;
+    use crate::config::{KlEstimator, ObjectiveKind};
+    use crate::objective::{ObjectiveSpec, batch_terms};
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Distribution;
+    use emvae_core::tensor::tensor_to_vec;
+
+    /// Counts the visited parameters that `Gradients` hold a gradient for.
+    struct WithGrad<'a>(&'a Gradients, usize);
+    impl ModuleVisitor for WithGrad<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.1 += usize::from(p.val().grad(self.0).is_some());
+        }
+    }
+
+    /// Each visited parameter's gradient, in visiting order.
+    struct Guide<'a>(GradientsParams, &'a mut Vec<Vec<f64>>);
+    impl ModuleVisitor for Guide<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let g = self.0.remove::<D>(p.id).expect("a guide gradient");
+            self.1.push(tensor_to_vec(g));
+        }
+    }
+
+    /// The encoder-only steps' frozen copy: the encoder's gradients are the whole model's, bit for
+    /// bit, and neither the decoder nor a learnt prior gets any.
+    #[test]
+    fn guide_only_gives_the_guide_the_same_gradients_and_the_decoder_none() {
+        let device = Device::flex().autodiff();
+        let config: VaeConfig = toml::from_str(
+            "[encoder]\nsizes = [12, 16, 3]\n[decoder]\nsizes = [3, 16, 12]\n\
+             [likelihood]\nkind = \"bernoulli\"\n[prior]\nkind = \"mixture\"\nn_components = 3\n",
+        )
+        .expect("config");
+        let model = Vae::new(&config, 3, &device);
+        let x = Tensor::<2>::random([10, 12], Distribution::Bernoulli(0.4), &device);
+        let eps = Tensor::<2>::random([20, 3], Distribution::Normal(0.0, 1.0), &device);
+        let spec = ObjectiveSpec {
+            kind: ObjectiveKind::Elbo,
+            samples: 2,
+            beta: 0.7,
+            free_bits: 0.0,
+            kl: KlEstimator::MonteCarlo,
+        };
+        let grads_of = |m: &Vae| {
+            let q = m.posterior(&x);
+            let grads = batch_terms(m, &q, &x, eps.clone(), &spec).loss.backward();
+            let mut others = WithGrad(&grads, 0);
+            m.decoder.visit(&mut others);
+            m.prior.visit(&mut others);
+            let with_grad = others.1;
+            let guide_grads = m.guide_gradients(grads);
+            let mut guide = Vec::new();
+            m.encoder.visit(&mut Guide(guide_grads, &mut guide));
+            (guide, with_grad)
+        };
+        let (full, full_others) = grads_of(&model);
+        let (guide, guide_others) = grads_of(&model.guide_only());
+        assert!(full_others > 0);
+        assert_eq!(guide_others, 0);
+        assert!(full.iter().flatten().any(|g| *g != 0.0));
+        assert_eq!(full, guide);
+    }
 }

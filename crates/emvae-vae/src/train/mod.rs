@@ -629,8 +629,9 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 let decoder_grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
                 // ... the encoder on its own ELBO (decoder gradients of this term dropped).
                 let eps = self.noise(spec.samples * b, b"noise-encoder", step);
-                let enc_terms = batch_terms(&self.model, &q0, &x, eps, &spec);
-                let encoder_grads = self.model.guide_gradients(enc_terms.loss.backward());
+                let guide = self.model.guide_only();
+                let enc_terms = batch_terms(&guide, &q0, &x, eps, &spec);
+                let encoder_grads = guide.guide_gradients(enc_terms.loss.backward());
                 self.apply(decoder_grads, lr)?;
                 self.apply(encoder_grads, lr)?;
                 Ok(metrics)
@@ -689,15 +690,16 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 .map(|_| rng.random_range(0..self.train.len()))
                 .collect();
             let x = self.train.batch(&rows, self.state.epoch, &self.device);
-            let q = self.model.posterior(&x);
+            let guide = self.model.guide_only();
+            let q = guide.posterior(&x);
             let eps = self.noise(
                 spec.samples * b,
                 b"aggressive-noise",
                 derive_seed(step, b"inner", i as u64),
             );
-            let terms = batch_terms(&self.model, &q, &x, eps, spec);
+            let terms = batch_terms(&guide, &q, &x, eps, spec);
             window += mean_of(&terms.loss);
-            let grads = self.model.guide_gradients(terms.loss.backward());
+            let grads = guide.guide_gradients(terms.loss.backward());
             self.apply(grads, lr)?;
             if (i + 1) % e.inner_window == 0 {
                 if window >= previous {
@@ -767,9 +769,10 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             kind: ObjectiveKind::Elbo,
             ..*spec
         };
-        let terms = batch_terms(&self.model, &q, &x, eps, &elbo);
+        let guide = self.model.guide_only();
+        let terms = batch_terms(&guide, &q, &x, eps, &elbo);
         metrics.3 = mean_of(&terms.kl);
-        let encoder_grads = self.model.guide_gradients(terms.loss.backward());
+        let encoder_grads = guide.guide_gradients(terms.loss.backward());
         self.apply(model_grads, lr)?;
         self.apply(encoder_grads, lr)?;
         Ok(metrics)
