@@ -304,14 +304,21 @@ fn gaussian_and_categorical_likelihoods_learn() {
 }
 
 /// Train N steps, stop, resume from the checkpoint bytes and train M more: the same model, bit for
-/// bit, as N + M steps at once, for a strategy with per-point state and one with inner loops too.
+/// bit, as N + M steps at once, for a strategy with per-point state and one with inner loops too
+/// (aggressive also in two data-parallel shards, its inner loop's too).
 #[test]
 fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
     let x = prototypes(500, 16, 8);
-    for strategy in ["amortized", "non_amortized", "aggressive", "semi_amortized"] {
+    for (strategy, shards) in [
+        ("amortized", 1),
+        ("non_amortized", 1),
+        ("aggressive", 1),
+        ("aggressive", 2),
+        ("semi_amortized", 1),
+    ] {
         let text = format!(
             "[encoder]\nsizes = [16, 32, 3]\n[decoder]\nsizes = [3, 32, 16]\n[likelihood]\nkind = \"bernoulli\"\n\
-             [train]\nepochs = 3\nbatch_size = 64\ngrad_clip = 5.0\n[estep]\nstrategy = \"{strategy}\"\n\
+             [train]\nepochs = 3\nbatch_size = 64\ngrad_clip = 5.0\nshards = {shards}\n[estep]\nstrategy = \"{strategy}\"\n\
              inner_max_steps = 6\ninner_window = 3\nrefine_steps = 2\n[objective]\nannealing = \"linear\"\n\
              anneal_steps = 10\n[eval]\nevery = 1\niw_samples = 5\ngap_steps = 5\n"
         );

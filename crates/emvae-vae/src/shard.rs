@@ -219,7 +219,7 @@ mod tests {
         }
     }
 
-    fn flat(model: &Vae, grads: GradientsParams) -> Vec<Vec<f64>> {
+    fn flat<M: Module>(model: &M, grads: GradientsParams) -> Vec<Vec<f64>> {
         let mut c = Collect(grads, Vec::new());
         model.visit(&mut c);
         c.1
@@ -236,6 +236,17 @@ mod tests {
     /// noise: the sharding changes where the arithmetic runs, not what it computes.
     #[test]
     fn shards_sum_to_the_whole_batch_gradient() {
+        shards_sum_to_the_whole_batch_gradient_of(false);
+    }
+
+    /// The same for the encoder-only steps' frozen copy ([`AmortizedModel::guide_only`]): the shards'
+    /// replicas keep the decoder and prior frozen, so only the encoder's parameters get gradients.
+    #[test]
+    fn sharded_guide_only_steps_differentiate_the_encoder_alone() {
+        shards_sum_to_the_whole_batch_gradient_of(true);
+    }
+
+    fn shards_sum_to_the_whole_batch_gradient_of(guide_only: bool) {
         let device = Device::flex().autodiff();
         let config: VaeConfig = toml::from_str(
             "[encoder]\nsizes = [12, 16, 3]\n[decoder]\nsizes = [3, 16, 12]\n\
@@ -243,6 +254,11 @@ mod tests {
         )
         .expect("config");
         let model = Vae::new(&config, 3, &device);
+        let model = if guide_only {
+            model.guide_only()
+        } else {
+            model
+        };
         let values = (0..40 * 12)
             .map(|i| ((i * 7919) % 3 == 0) as u8 as f64)
             .collect();
@@ -277,7 +293,17 @@ mod tests {
         for (a, b) in [(m3.0, m1.0), (m3.1, m1.1), (m3.2, m1.2), (m3.3, m1.3)] {
             assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "metric {a} vs {b}");
         }
-        let (g3, g1) = (flat(&model, g3), flat(&model, g1));
+        let (g3, g1) = if guide_only {
+            let encoder_only = |grads: GradientsParams| {
+                let mut c = Collect(grads, Vec::new());
+                model.encoder.visit(&mut c);
+                assert!(c.0.is_empty(), "a gradient outside the encoder");
+                c.1
+            };
+            (encoder_only(g3), encoder_only(g1))
+        } else {
+            (flat(&model, g3), flat(&model, g1))
+        };
         assert_eq!(g3.len(), g1.len());
         for (p3, p1) in g3.iter().zip(&g1) {
             for (a, b) in p3.iter().zip(p1) {

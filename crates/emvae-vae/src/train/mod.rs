@@ -574,7 +574,9 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                     self.aggressive_encoder_updates(lr, &spec)?;
                 }
                 // After the aggressive inner loop, one decoder step with the (fixed) encoder's posterior.
-                let (metrics, grads) = self.sharded_gradients(rows, &spec, aggressive);
+                let noise = ("noise", step);
+                let (metrics, grads) =
+                    self.sharded_gradients(&self.model, rows, &spec, aggressive, noise);
                 // A non-finite loss is reported by the loop with the term that went first.
                 if metrics.0.is_finite() {
                     self.apply(grads, lr)?;
@@ -643,27 +645,29 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         }
     }
 
-    /// The objective's metrics and parameter gradients on the minibatch `rows`, in `train.shards`
-    /// data-parallel shards ([`crate::shard`]). Noise: one block for an unsharded step (as before
-    /// shards existed, so such runs continue bit for bit), one stream per shard otherwise.
+    /// The objective's metrics and the gradients of `model`'s trainable parameters on the minibatch
+    /// `rows`, in `train.shards` data-parallel shards ([`crate::shard`]). Noise from `stream` at
+    /// `index`: one block for an unsharded step (as before shards existed, so such runs continue bit
+    /// for bit), one stream per shard (`{stream}-shard-{k}`) otherwise.
     fn sharded_gradients(
         &self,
+        model: &M,
         rows: &[usize],
         spec: &ObjectiveSpec,
         detach_guide: bool,
+        (stream, index): (&str, u64),
     ) -> (StepMetrics, GradientsParams) {
-        let step = self.state.step;
         let shards = self.shards;
         let noise = |shard: usize, len: usize| {
             if shards == 1 {
-                self.noise(spec.samples * len, b"noise", step)
+                self.noise(spec.samples * len, stream.as_bytes(), index)
             } else {
-                let stream = format!("noise-shard-{shard}");
-                self.noise(spec.samples * len, stream.as_bytes(), step)
+                let stream = format!("{stream}-shard-{shard}");
+                self.noise(spec.samples * len, stream.as_bytes(), index)
             }
         };
         let sharded = ShardedStep {
-            model: &self.model,
+            model,
             data: &self.train,
             epoch: self.state.epoch,
             device: &self.device,
@@ -674,7 +678,8 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
     }
 
     /// He et al. 2019's inner loop: encoder-only steps on fresh random minibatches until the mean loss
-    /// of the last `inner_window` steps is no better than the window before (or `inner_max_steps`).
+    /// of the last `inner_window` steps is no better than the window before (or `inner_max_steps`),
+    /// each through [`AmortizedModel::guide_only`] in `train.shards` shards, like the ordinary step.
     fn aggressive_encoder_updates(
         &mut self,
         lr: f64,
@@ -689,17 +694,10 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             let rows: Vec<usize> = (0..b)
                 .map(|_| rng.random_range(0..self.train.len()))
                 .collect();
-            let x = self.train.batch(&rows, self.state.epoch, &self.device);
             let guide = self.model.guide_only();
-            let q = guide.posterior(&x);
-            let eps = self.noise(
-                spec.samples * b,
-                b"aggressive-noise",
-                derive_seed(step, b"inner", i as u64),
-            );
-            let terms = batch_terms(&guide, &q, &x, eps, spec);
-            window += mean_of(&terms.loss);
-            let grads = guide.guide_gradients(terms.loss.backward());
+            let noise = ("aggressive-noise", derive_seed(step, b"inner", i as u64));
+            let ((loss, ..), grads) = self.sharded_gradients(&guide, &rows, spec, false, noise);
+            window += loss;
             self.apply(grads, lr)?;
             if (i + 1) % e.inner_window == 0 {
                 if window >= previous {
