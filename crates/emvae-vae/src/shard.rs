@@ -204,25 +204,19 @@ mod tests {
     use super::*;
     use crate::config::{KlEstimator, ObjectiveKind, VaeConfig};
     use crate::data::{Binarization, VaeData, normal_noise};
+    use crate::train::gradient_values;
     use crate::vae::Vae;
     use burn::module::Module;
     use emvae_core::data::Matrix;
 
-    struct Collect(GradientsParams, Vec<Vec<f64>>);
-    impl ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let g = self
-                .0
-                .remove::<D>(param.id)
-                .expect("every parameter has a gradient");
-            self.1.push(tensor_to_vec(g));
-        }
-    }
-
-    fn flat<M: Module>(model: &M, grads: GradientsParams) -> Vec<Vec<f64>> {
-        let mut c = Collect(grads, Vec::new());
-        model.visit(&mut c);
-        c.1
+    /// Every gradient of `model`'s parameters, in visiting order; `grads` holds no other.
+    fn flat<M: Module>(model: &M, mut grads: GradientsParams) -> Vec<Vec<f64>> {
+        let values = gradient_values(model, &mut grads)
+            .into_iter()
+            .map(|g| g.expect("every parameter has a gradient"))
+            .collect();
+        assert!(grads.is_empty(), "a gradient outside the module");
+        values
     }
 
     #[test]
@@ -294,13 +288,7 @@ mod tests {
             assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "metric {a} vs {b}");
         }
         let (g3, g1) = if guide_only {
-            let encoder_only = |grads: GradientsParams| {
-                let mut c = Collect(grads, Vec::new());
-                model.encoder.visit(&mut c);
-                assert!(c.0.is_empty(), "a gradient outside the encoder");
-                c.1
-            };
-            (encoder_only(g3), encoder_only(g1))
+            (flat(&model.encoder, g3), flat(&model.encoder, g1))
         } else {
             (flat(&model, g3), flat(&model, g1))
         };

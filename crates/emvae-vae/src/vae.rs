@@ -127,26 +127,8 @@ mod tests {
     use crate::amortized::AmortizedModel;
     use crate::config::{KlEstimator, ObjectiveKind};
     use crate::objective::{ObjectiveSpec, batch_terms};
-    use burn::module::{ModuleVisitor, Param};
+    use crate::train::gradient_values;
     use burn::tensor::Distribution;
-    use emvae_core::tensor::tensor_to_vec;
-
-    /// Counts the visited parameters that `Gradients` hold a gradient for.
-    struct WithGrad<'a>(&'a Gradients, usize);
-    impl ModuleVisitor for WithGrad<'_> {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            self.1 += usize::from(p.val().grad(self.0).is_some());
-        }
-    }
-
-    /// Each visited parameter's gradient, in visiting order.
-    struct Guide<'a>(GradientsParams, &'a mut Vec<Vec<f64>>);
-    impl ModuleVisitor for Guide<'_> {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let g = self.0.remove::<D>(p.id).expect("a guide gradient");
-            self.1.push(tensor_to_vec(g));
-        }
-    }
 
     /// The encoder-only steps' frozen copy: the encoder's gradients are the whole model's, bit for
     /// bit, and neither the decoder nor a learnt prior gets any.
@@ -168,23 +150,23 @@ mod tests {
             free_bits: 0.0,
             kl: KlEstimator::MonteCarlo,
         };
+        // The encoder's gradients, and how many of the decoder's and the prior's parameters got one.
         let grads_of = |m: &Vae| {
             let q = m.posterior(&x);
             let grads = batch_terms(m, &q, &x, eps.clone(), &spec).loss.backward();
-            let mut others = WithGrad(&grads, 0);
-            m.decoder.visit(&mut others);
-            m.prior.visit(&mut others);
-            let with_grad = others.1;
-            let guide_grads = m.guide_gradients(grads);
-            let mut guide = Vec::new();
-            m.encoder.visit(&mut Guide(guide_grads, &mut guide));
-            (guide, with_grad)
+            let mut grads = GradientsParams::from_grads(grads, m);
+            let encoder = gradient_values(&m.encoder, &mut grads);
+            (encoder, grads.len())
         };
         let (full, full_others) = grads_of(&model);
         let (guide, guide_others) = grads_of(&model.guide_only());
         assert!(full_others > 0);
         assert_eq!(guide_others, 0);
-        assert!(full.iter().flatten().any(|g| *g != 0.0));
+        assert!(
+            full.iter().all(Option::is_some),
+            "every encoder parameter has a gradient"
+        );
+        assert!(full.iter().flatten().flatten().any(|g| *g != 0.0));
         assert_eq!(full, guide);
     }
 }

@@ -2,6 +2,7 @@
 //! as burnpack bytes.
 
 use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor};
 use emvae_core::hash::fnv1a64;
@@ -229,6 +230,26 @@ pub fn parameter_values<M: Module>(module: &M) -> Vec<Vec<f64>> {
     let mut values = ParamValues(Vec::new());
     module.visit(&mut values);
     values.0
+}
+
+/// Takes each of a module's float parameters' gradients out of `grads`.
+struct TakeGradients<'a>(&'a mut GradientsParams, Vec<Option<Vec<f64>>>);
+
+impl ModuleVisitor for TakeGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.1.push(self.0.remove::<D>(param.id).map(tensor_to_vec));
+    }
+}
+
+/// The gradients of a module's float parameters, in visiting order (`None` where `grads` holds none),
+/// removed from `grads`: what is left belongs to other modules.
+pub fn gradient_values<M: Module>(
+    module: &M,
+    grads: &mut GradientsParams,
+) -> Vec<Option<Vec<f64>>> {
+    let mut take = TakeGradients(grads, Vec::new());
+    module.visit(&mut take);
+    take.1
 }
 
 #[cfg(test)]

@@ -38,7 +38,8 @@ mod clip;
 mod local;
 
 pub use checkpoint::{
-    CHECKPOINT_FORMAT, load_model, model_bytes, model_fingerprint, parameter_values,
+    CHECKPOINT_FORMAT, gradient_values, load_model, model_bytes, model_fingerprint,
+    parameter_values,
 };
 pub use local::LocalPosteriors;
 
