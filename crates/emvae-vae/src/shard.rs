@@ -8,7 +8,7 @@
 //! depend on how many cores ran it. Free bits are the one batch-level term: they clamp each shard's
 //! average KL, as in data-parallel training elsewhere.
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use emvae_core::tensor::tensor_to_vec;
@@ -33,6 +33,101 @@ pub fn metrics_of(terms: &BatchTerms) -> StepMetrics {
     )
 }
 
+/// One shard of a minibatch: its index, its rows, its share `B_k / B` of the batch, and the model it
+/// differentiates (the model itself for an unsharded step, otherwise a replica of it).
+pub struct Shard<'a, M> {
+    pub index: usize,
+    pub rows: &'a [usize],
+    pub weight: f64,
+    pub model: &'a M,
+}
+
+impl<M> Shard<'_, M> {
+    /// `loss` weighted by the shard's share, ready for `backward` (untouched for a whole batch).
+    pub fn weigh(&self, loss: Tensor<1>) -> Tensor<1> {
+        if self.weight == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(self.weight)
+        }
+    }
+
+    /// Batch-average metrics weighted by the shard's share, so the shards' sum is the batch's.
+    pub fn weigh_metrics(&self, (loss, bound, rec, kl): StepMetrics) -> StepMetrics {
+        let w = self.weight;
+        (loss * w, bound * w, rec * w, kl * w)
+    }
+}
+
+/// Runs `work` on each of `shards` contiguous shards of `rows` (at most one per row) concurrently, one
+/// thread each, and returns the results in shard order. One shard runs on `model` itself; several run
+/// each on a replica whose parameters are fresh leaves of the autodiff graph: shards sharing the
+/// model's own leaves would be merged by burn's autodiff into one graph (and one lock). Replicas keep
+/// the parameters' ids and which of them are trainable, so their gradients apply to `model`.
+pub fn map_shards<M: AmortizedModel, R: Send>(
+    model: &M,
+    rows: &[usize],
+    shards: usize,
+    work: &(dyn Fn(Shard<'_, M>) -> R + Sync),
+) -> Vec<R> {
+    let shards = shards.clamp(1, rows.len().max(1));
+    if shards == 1 {
+        return vec![work(Shard {
+            index: 0,
+            rows,
+            weight: 1.0,
+            model,
+        })];
+    }
+    let total = rows.len() as f64;
+    let run_shard = |index: usize, part: &[usize]| {
+        let replica = model.clone().map(&mut FreshLeaves);
+        work(Shard {
+            index,
+            rows: part,
+            weight: part.len() as f64 / total,
+            model: &replica,
+        })
+    };
+    let parts = split_evenly(rows, shards);
+    std::thread::scope(|scope| {
+        let run_shard = &run_shard;
+        let handles: Vec<_> = parts[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, part)| scope.spawn(move || run_shard(i + 1, part)))
+            .collect();
+        let mut results = vec![run_shard(0, parts[0])];
+        for handle in handles {
+            match handle.join() {
+                Ok(r) => results.push(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        results
+    })
+}
+
+/// The shards' (weighted) metrics summed: the batch's averages.
+pub fn sum_metrics(shards: impl IntoIterator<Item = StepMetrics>) -> StepMetrics {
+    let mut shards = shards.into_iter();
+    let first = shards.next().unwrap_or_default();
+    shards.fold(first, |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3))
+}
+
+/// The shards' gradients of `model`'s parameters, summed in shard order (one shard's as they are).
+pub fn sum_gradients<M: Module>(model: &M, shards: Vec<GradientsParams>) -> GradientsParams {
+    if shards.len() == 1 {
+        return shards.into_iter().next().unwrap_or_default();
+    }
+    let mut sum = GradSum {
+        shards,
+        total: GradientsParams::new(),
+    };
+    model.visit(&mut sum);
+    sum.total
+}
+
 /// What one amortized step differentiates: the model, its data and the objective.
 pub struct ShardedStep<'a, M: AmortizedModel> {
     pub model: &'a M,
@@ -46,15 +141,7 @@ pub struct ShardedStep<'a, M: AmortizedModel> {
 }
 
 impl<M: AmortizedModel> ShardedStep<'_, M> {
-    /// The objective's terms on the rows `part`, with standard-normal noise `eps`.
-    fn terms(&self, model: &M, part: &[usize], eps: Tensor<2>) -> BatchTerms {
-        let x = self.data.batch(part, self.epoch, self.device);
-        let q = model.posterior(&x);
-        let q = if self.detach_guide { q.detach() } else { q };
-        batch_terms(model, &q, &x, eps, self.spec)
-    }
-
-    /// Metrics and gradients of the minibatch `rows` in `shards` shards (at most one per row);
+    /// Metrics and gradients of the minibatch `rows` in `shards` shards ([`map_shards`]);
     /// `noise(shard, rows)` gives a shard's noise `[samples * rows, latent]`.
     pub fn gradients(
         &self,
@@ -62,56 +149,18 @@ impl<M: AmortizedModel> ShardedStep<'_, M> {
         shards: usize,
         noise: &(dyn Fn(usize, usize) -> Tensor<2> + Sync),
     ) -> (StepMetrics, GradientsParams) {
-        let shards = shards.clamp(1, rows.len().max(1));
-        if shards == 1 {
-            let terms = self.terms(self.model, rows, noise(0, rows.len()));
-            let metrics = metrics_of(&terms);
-            let grads = GradientsParams::from_grads(terms.loss.backward(), self.model);
-            return (metrics, grads);
-        }
-        let total = rows.len() as f64;
-        let run_shard = |shard: usize, part: &[usize]| {
-            // A replica whose parameters are fresh leaves of the autodiff graph: shards sharing the
-            // model's own leaves would be merged by burn's autodiff into one graph (and one lock).
-            let replica = self.model.clone().map(&mut FreshLeaves);
-            let terms = self.terms(&replica, part, noise(shard, part.len()));
-            let weight = part.len() as f64 / total;
-            let (loss, bound, rec, kl) = metrics_of(&terms);
-            let metrics = (loss * weight, bound * weight, rec * weight, kl * weight);
-            let grads = terms.loss.mul_scalar(weight).backward();
-            (metrics, GradientsParams::from_grads(grads, &replica))
-        };
-        let parts = split_evenly(rows, shards);
-        let results: Vec<(StepMetrics, GradientsParams)> = std::thread::scope(|scope| {
-            let run_shard = &run_shard;
-            let handles: Vec<_> = parts[1..]
-                .iter()
-                .enumerate()
-                .map(|(i, part)| scope.spawn(move || run_shard(i + 1, part)))
-                .collect();
-            let mut results = vec![run_shard(0, parts[0])];
-            for handle in handles {
-                match handle.join() {
-                    Ok(r) => results.push(r),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            results
+        let results = map_shards(self.model, rows, shards, &|s: Shard<'_, M>| {
+            let x = self.data.batch(s.rows, self.epoch, self.device);
+            let q = s.model.posterior(&x);
+            let q = if self.detach_guide { q.detach() } else { q };
+            let eps = noise(s.index, s.rows.len());
+            let terms = batch_terms(s.model, &q, &x, eps, self.spec);
+            let metrics = s.weigh_metrics(metrics_of(&terms));
+            let grads = s.weigh(terms.loss).backward();
+            (metrics, GradientsParams::from_grads(grads, s.model))
         });
-        let mut metrics = (0.0, 0.0, 0.0, 0.0);
-        let mut sum = GradSum {
-            shards: Vec::with_capacity(results.len()),
-            total: GradientsParams::new(),
-        };
-        for ((loss, bound, rec, kl), grads) in results {
-            metrics.0 += loss;
-            metrics.1 += bound;
-            metrics.2 += rec;
-            metrics.3 += kl;
-            sum.shards.push(grads);
-        }
-        self.model.visit(&mut sum);
-        (metrics, sum.total)
+        let (metrics, grads): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+        (sum_metrics(metrics), sum_gradients(self.model, grads))
     }
 }
 

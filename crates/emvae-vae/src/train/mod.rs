@@ -11,23 +11,17 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use emvae_core::rng::{derive_seed, rng_for};
-use emvae_core::tensor::tensor_to_vec;
-use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
 use crate::amortized::{AmortizedModel, ModelConfig, TrainData};
-use crate::config::{LrSchedule, ObjectiveKind, Proposal, Strategy};
+use crate::config::{LrSchedule, Strategy};
 use crate::data::normal_noise;
 use crate::diagnostics::{DiagnoseOptions, Diagnostics, EVAL_VALUES, amortization_gap, diagnose};
 use crate::error::VaeError;
-use crate::guide::Posterior;
-use crate::inference::{PosteriorSource, held_out_posteriors, sample_prior};
-use crate::objective::{ObjectiveSpec, batch_terms};
-use crate::refine::{Refinement, Rule, optimise_posteriors};
+use crate::inference::{PosteriorSource, held_out_posteriors};
+use crate::objective::ObjectiveSpec;
 use crate::schedule::{beta_at, lr_at};
-use crate::shard::{ShardedStep, StepMetrics, mean_of, metrics_of};
 use crate::vae::Vae;
 
 /// The trainer of the MLP VAE ([`Vae`]).
@@ -35,6 +29,7 @@ pub type Trainer = AmortizedTrainer<Vae>;
 
 mod checkpoint;
 mod clip;
+mod estep;
 mod local;
 
 pub use checkpoint::{
@@ -555,225 +550,5 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             None
         };
         Ok((d, gap))
-    }
-
-    /// One optimisation step on `rows`.
-    fn step(&mut self, rows: &[usize], lr: f64) -> Result<StepMetrics, VaeError> {
-        let b = rows.len();
-        let spec = self.spec();
-        let step = self.state.step;
-        let strategy =
-            if self.config.estep().strategy == Strategy::Aggressive && !self.state.aggressive {
-                Strategy::Amortized
-            } else {
-                self.config.estep().strategy
-            };
-        match strategy {
-            Strategy::Amortized | Strategy::Aggressive => {
-                let aggressive = strategy == Strategy::Aggressive;
-                if aggressive {
-                    self.aggressive_encoder_updates(lr, &spec)?;
-                }
-                // After the aggressive inner loop, one decoder step with the (fixed) encoder's posterior.
-                let noise = ("noise", step);
-                let (metrics, grads) =
-                    self.sharded_gradients(&self.model, rows, &spec, aggressive, noise);
-                // A non-finite loss is reported by the loop with the term that went first.
-                if metrics.0.is_finite() {
-                    self.apply(grads, lr)?;
-                }
-                Ok(metrics)
-            }
-            Strategy::NonAmortized => {
-                let x = self.train.batch(rows, self.state.epoch, &self.device);
-                let local = self
-                    .local
-                    .as_ref()
-                    .expect("non-amortized runs hold local posteriors");
-                let init = local.gather(rows, &self.device);
-                let mean = init.mean.require_grad();
-                let log_var = init.log_var.require_grad();
-                let q = Posterior {
-                    mean: mean.clone(),
-                    log_var: log_var.clone(),
-                };
-                let eps = self.noise(spec.samples * b, b"noise", step);
-                let terms = batch_terms(&self.model, &q, &x, eps, &spec);
-                let metrics = metrics_of(&terms);
-                let grads = terms.loss.backward();
-                let gm = mean.grad(&grads).map(tensor_to_vec).unwrap_or_default();
-                let gl = log_var.grad(&grads).map(tensor_to_vec).unwrap_or_default();
-                let model_grads = GradientsParams::from_grads(grads, &self.model);
-                self.apply(model_grads, lr)?;
-                let post_lr = self.config.estep().posterior_lr;
-                if let Some(local) = self.local.as_mut()
-                    && !gm.is_empty()
-                {
-                    local.update(rows, &gm, &gl, post_lr);
-                }
-                Ok(metrics)
-            }
-            Strategy::SemiAmortized => {
-                let x = self.train.batch(rows, self.state.epoch, &self.device);
-                let q0 = self.model.posterior(&x);
-                let e = self.config.estep();
-                let refinement = Refinement {
-                    steps: e.refine_steps,
-                    rule: Rule::Sgd { lr: e.refine_lr },
-                    samples: spec.samples,
-                    seed: derive_seed(self.seed, b"refine", step),
-                    stream: b"refine",
-                };
-                let refined = optimise_posteriors(&self.model, &x, q0.clone().detach(), refinement);
-                // The decoder learns at the refined posterior ...
-                let eps = self.noise(spec.samples * b, b"noise", step);
-                let terms = batch_terms(&self.model, &refined, &x, eps, &spec);
-                let metrics = metrics_of(&terms);
-                let decoder_grads = GradientsParams::from_grads(terms.loss.backward(), &self.model);
-                // ... the encoder on its own ELBO (decoder gradients of this term dropped).
-                let eps = self.noise(spec.samples * b, b"noise-encoder", step);
-                let guide = self.model.guide_only();
-                let enc_terms = batch_terms(&guide, &q0, &x, eps, &spec);
-                let encoder_grads = guide.guide_gradients(enc_terms.loss.backward());
-                self.apply(decoder_grads, lr)?;
-                self.apply(encoder_grads, lr)?;
-                Ok(metrics)
-            }
-            Strategy::MonteCarloEm => {
-                let x = self.train.batch(rows, self.state.epoch, &self.device);
-                self.monte_carlo_em_step(x, lr, &spec)
-            }
-        }
-    }
-
-    /// The objective's metrics and the gradients of `model`'s trainable parameters on the minibatch
-    /// `rows`, in `train.shards` data-parallel shards ([`crate::shard`]). Noise from `stream` at
-    /// `index`: one block for an unsharded step (as before shards existed, so such runs continue bit
-    /// for bit), one stream per shard (`{stream}-shard-{k}`) otherwise.
-    fn sharded_gradients(
-        &self,
-        model: &M,
-        rows: &[usize],
-        spec: &ObjectiveSpec,
-        detach_guide: bool,
-        (stream, index): (&str, u64),
-    ) -> (StepMetrics, GradientsParams) {
-        let shards = self.shards;
-        let noise = |shard: usize, len: usize| {
-            if shards == 1 {
-                self.noise(spec.samples * len, stream.as_bytes(), index)
-            } else {
-                let stream = format!("{stream}-shard-{shard}");
-                self.noise(spec.samples * len, stream.as_bytes(), index)
-            }
-        };
-        let sharded = ShardedStep {
-            model,
-            data: &self.train,
-            epoch: self.state.epoch,
-            device: &self.device,
-            spec,
-            detach_guide,
-        };
-        sharded.gradients(rows, shards, &noise)
-    }
-
-    /// He et al. 2019's inner loop: encoder-only steps on fresh random minibatches until the mean loss
-    /// of the last `inner_window` steps is no better than the window before (or `inner_max_steps`),
-    /// each through [`AmortizedModel::guide_only`] in `train.shards` shards, like the ordinary step.
-    fn aggressive_encoder_updates(
-        &mut self,
-        lr: f64,
-        spec: &ObjectiveSpec,
-    ) -> Result<(), VaeError> {
-        let e = self.config.estep().clone();
-        let b = self.config.train().batch_size.min(self.train.len());
-        let step = self.state.step;
-        let mut rng = rng_for(self.seed, b"aggressive-batches", step);
-        let (mut window, mut previous) = (0.0, f64::INFINITY);
-        for i in 0..e.inner_max_steps {
-            let rows: Vec<usize> = (0..b)
-                .map(|_| rng.random_range(0..self.train.len()))
-                .collect();
-            let guide = self.model.guide_only();
-            let noise = ("aggressive-noise", derive_seed(step, b"inner", i as u64));
-            let ((loss, ..), grads) = self.sharded_gradients(&guide, &rows, spec, false, noise);
-            window += loss;
-            self.apply(grads, lr)?;
-            if (i + 1) % e.inner_window == 0 {
-                if window >= previous {
-                    break;
-                }
-                previous = window;
-                window = 0.0;
-            }
-        }
-        Ok(())
-    }
-
-    /// Monte Carlo EM: self-normalised importance weights `w_k ∝ p(x, z_k) / r(z_k)` over `K` draws
-    /// from the proposal `r` (the encoder, or the prior) form the E-step; the M-step maximises
-    /// `sum_k w_k log p(x, z_k)` over the decoder and prior. The encoder is trained on its own ELBO
-    /// (decoder gradients of that term dropped) either way: as the proposal it improves the E-step, and
-    /// it gives posteriors for evaluation and encoding.
-    fn monte_carlo_em_step(
-        &mut self,
-        x: M::Batch,
-        lr: f64,
-        spec: &ObjectiveSpec,
-    ) -> Result<StepMetrics, VaeError> {
-        let k = self.config.estep().mc_samples;
-        let step = self.state.step;
-        let q = self.model.posterior(&x);
-        let b = q.mean.dims()[0];
-        let (z, log_r) = match self.config.estep().proposal {
-            Proposal::Encoder => {
-                let fixed = q.clone().detach();
-                let eps = self.noise(k * b, b"mcem", step);
-                (
-                    fixed.sample(eps.clone(), k),
-                    fixed.log_prob_of_noise(eps, k),
-                )
-            }
-            Proposal::Prior => {
-                let z = sample_prior(
-                    self.model.prior(),
-                    k * b,
-                    derive_seed(self.seed, b"mcem-prior", step),
-                    &self.device,
-                );
-                let log_r = self.model.prior().log_prob(z.clone()).detach();
-                (z, log_r)
-            }
-        };
-        let log_lik = self.model.log_likelihood(&x, z.clone(), k);
-        let log_joint = log_lik.clone() + self.model.prior().log_prob(z);
-        let log_w = (log_joint.clone().detach() - log_r).reshape([k, b]);
-        let weights = burn::tensor::activation::softmax(log_w.clone(), 0);
-        let loss = (weights * log_joint.reshape([k, b]))
-            .sum_dim(0)
-            .mean()
-            .neg();
-        let bound = emvae_core::tensor::log_sum_exp(log_w, 0).sub_scalar((k as f64).ln());
-        let rec = log_lik.reshape([k, b]).mean_dim(0);
-        let mut metrics = (
-            mean_of(&loss),
-            tensor_to_vec(bound.mean())[0],
-            tensor_to_vec(rec.mean())[0],
-            0.0,
-        );
-        let model_grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let eps = self.noise(spec.samples * b, b"noise-encoder", step);
-        let elbo = ObjectiveSpec {
-            kind: ObjectiveKind::Elbo,
-            ..*spec
-        };
-        let guide = self.model.guide_only();
-        let terms = batch_terms(&guide, &q, &x, eps, &elbo);
-        metrics.3 = mean_of(&terms.kl);
-        let encoder_grads = guide.guide_gradients(terms.loss.backward());
-        self.apply(model_grads, lr)?;
-        self.apply(encoder_grads, lr)?;
-        Ok(metrics)
     }
 }

@@ -1,0 +1,468 @@
+//! The optimisation step of each E-step strategy: amortized (with He et al. 2019's aggressive inner
+//! loop), non-amortized, semi-amortized (Kim et al. 2018) and Monte Carlo EM. All but the non-amortized
+//! one (whose per-point posteriors live in one table) run in `train.shards` data-parallel shards
+//! ([`crate::shard`]); an unsharded step draws its noise as before shards existed, so such runs
+//! continue bit for bit.
+
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use emvae_core::rng::{derive_seed, rng_for};
+use emvae_core::tensor::tensor_to_vec;
+use rand::Rng as _;
+
+use super::AmortizedTrainer;
+use crate::amortized::{AmortizedModel, ModelConfig, TrainData};
+use crate::config::{ObjectiveKind, Proposal, Strategy};
+use crate::error::VaeError;
+use crate::guide::Posterior;
+use crate::inference::sample_prior;
+use crate::objective::{ObjectiveSpec, batch_terms};
+use crate::refine::{Refinement, Rule, optimise_posteriors};
+use crate::shard::{
+    Shard, ShardedStep, StepMetrics, map_shards, mean_of, metrics_of, sum_gradients, sum_metrics,
+};
+
+/// What one shard of a two-part step returns: its weighted metrics, the gradients of the decoder
+/// (and prior) and those of the guide.
+type TwoPartGradients = (StepMetrics, GradientsParams, GradientsParams);
+
+/// The draws from Monte Carlo EM's proposal `r(z)` for one shard (one value per shard and step, so
+/// its size does not matter).
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum ProposalDraws {
+    /// Standard-normal noise `[K * rows, latent]`, reparameterising the encoder's posterior.
+    Encoder(Tensor<2>),
+    /// The seed of `K * rows` draws from the prior.
+    Prior(u64),
+}
+
+impl<M: AmortizedModel> AmortizedTrainer<M> {
+    /// One optimisation step on `rows`.
+    pub(super) fn step(&mut self, rows: &[usize], lr: f64) -> Result<StepMetrics, VaeError> {
+        let spec = self.spec();
+        let step = self.state.step;
+        let strategy =
+            if self.config.estep().strategy == Strategy::Aggressive && !self.state.aggressive {
+                Strategy::Amortized
+            } else {
+                self.config.estep().strategy
+            };
+        match strategy {
+            Strategy::Amortized | Strategy::Aggressive => {
+                let aggressive = strategy == Strategy::Aggressive;
+                if aggressive {
+                    self.aggressive_encoder_updates(lr, &spec)?;
+                }
+                // After the aggressive inner loop, one decoder step with the (fixed) encoder's posterior.
+                let noise = ("noise", step);
+                let (metrics, grads) =
+                    self.sharded_gradients(&self.model, rows, &spec, aggressive, noise);
+                // A non-finite loss is reported by the loop with the term that went first.
+                if metrics.0.is_finite() {
+                    self.apply(grads, lr)?;
+                }
+                Ok(metrics)
+            }
+            Strategy::NonAmortized => self.non_amortized_step(rows, lr, &spec),
+            Strategy::SemiAmortized => self.semi_amortized_step(rows, lr, &spec),
+            Strategy::MonteCarloEm => self.monte_carlo_em_step(rows, lr, &spec),
+        }
+    }
+
+    /// The name under which shard `shard` draws from `stream`: `stream` itself for an unsharded step
+    /// (as before shards existed), `{stream}-shard-{shard}` otherwise.
+    fn shard_stream(&self, stream: &str, shard: usize) -> String {
+        if self.shards == 1 {
+            stream.to_string()
+        } else {
+            format!("{stream}-shard-{shard}")
+        }
+    }
+
+    /// Shard `shard`'s standard-normal noise `[rows, latent]` from `stream` at `index`.
+    fn shard_noise(&self, rows: usize, stream: &str, shard: usize, index: u64) -> Tensor<2> {
+        self.noise(rows, self.shard_stream(stream, shard).as_bytes(), index)
+    }
+
+    /// The objective's metrics and the gradients of `model`'s trainable parameters on the minibatch
+    /// `rows`, in `train.shards` data-parallel shards, noise from `stream` at `index`.
+    fn sharded_gradients(
+        &self,
+        model: &M,
+        rows: &[usize],
+        spec: &ObjectiveSpec,
+        detach_guide: bool,
+        (stream, index): (&str, u64),
+    ) -> (StepMetrics, GradientsParams) {
+        let noise =
+            |shard: usize, len: usize| self.shard_noise(spec.samples * len, stream, shard, index);
+        let sharded = ShardedStep {
+            model,
+            data: &self.train,
+            epoch: self.state.epoch,
+            device: &self.device,
+            spec,
+            detach_guide,
+        };
+        sharded.gradients(rows, self.shards, &noise)
+    }
+
+    /// He et al. 2019's inner loop: encoder-only steps on fresh random minibatches until the mean loss
+    /// of the last `inner_window` steps is no better than the window before (or `inner_max_steps`),
+    /// each through [`AmortizedModel::guide_only`] in `train.shards` shards, like the ordinary step.
+    fn aggressive_encoder_updates(
+        &mut self,
+        lr: f64,
+        spec: &ObjectiveSpec,
+    ) -> Result<(), VaeError> {
+        let e = self.config.estep().clone();
+        let b = self.config.train().batch_size.min(self.train.len());
+        let step = self.state.step;
+        let mut rng = rng_for(self.seed, b"aggressive-batches", step);
+        let (mut window, mut previous) = (0.0, f64::INFINITY);
+        for i in 0..e.inner_max_steps {
+            let rows: Vec<usize> = (0..b)
+                .map(|_| rng.random_range(0..self.train.len()))
+                .collect();
+            let guide = self.model.guide_only();
+            let noise = ("aggressive-noise", derive_seed(step, b"inner", i as u64));
+            let ((loss, ..), grads) = self.sharded_gradients(&guide, &rows, spec, false, noise);
+            window += loss;
+            self.apply(grads, lr)?;
+            if (i + 1) % e.inner_window == 0 {
+                if window >= previous {
+                    break;
+                }
+                previous = window;
+                window = 0.0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Non-amortized (per-point) variational EM: the rows' own posteriors take a gradient step of
+    /// `estep.posterior_lr` on the ELBO, and the model one of the optimiser.
+    fn non_amortized_step(
+        &mut self,
+        rows: &[usize],
+        lr: f64,
+        spec: &ObjectiveSpec,
+    ) -> Result<StepMetrics, VaeError> {
+        let b = rows.len();
+        let x = self.train.batch(rows, self.state.epoch, &self.device);
+        let local = self
+            .local
+            .as_ref()
+            .expect("non-amortized runs hold local posteriors");
+        let init = local.gather(rows, &self.device);
+        let mean = init.mean.require_grad();
+        let log_var = init.log_var.require_grad();
+        let q = Posterior {
+            mean: mean.clone(),
+            log_var: log_var.clone(),
+        };
+        let eps = self.noise(spec.samples * b, b"noise", self.state.step);
+        let terms = batch_terms(&self.model, &q, &x, eps, spec);
+        let metrics = metrics_of(&terms);
+        let grads = terms.loss.backward();
+        let gm = mean.grad(&grads).map(tensor_to_vec).unwrap_or_default();
+        let gl = log_var.grad(&grads).map(tensor_to_vec).unwrap_or_default();
+        let model_grads = GradientsParams::from_grads(grads, &self.model);
+        self.apply(model_grads, lr)?;
+        let post_lr = self.config.estep().posterior_lr;
+        if let Some(local) = self.local.as_mut()
+            && !gm.is_empty()
+        {
+            local.update(rows, &gm, &gl, post_lr);
+        }
+        Ok(metrics)
+    }
+
+    /// Applies a two-part step's shards: the decoder's summed gradients, then the guide's.
+    fn apply_two_part(
+        &mut self,
+        shards: Vec<TwoPartGradients>,
+        lr: f64,
+    ) -> Result<StepMetrics, VaeError> {
+        let mut metrics = Vec::with_capacity(shards.len());
+        let (mut decoder, mut guide) = (Vec::new(), Vec::new());
+        for (m, d, g) in shards {
+            metrics.push(m);
+            decoder.push(d);
+            guide.push(g);
+        }
+        let decoder = sum_gradients(&self.model, decoder);
+        let guide = sum_gradients(&self.model, guide);
+        self.apply(decoder, lr)?;
+        self.apply(guide, lr)?;
+        Ok(sum_metrics(metrics))
+    }
+
+    /// Kim et al. 2018 in `train.shards` shards: see [`semi_amortized_gradients`].
+    fn semi_amortized_step(
+        &mut self,
+        rows: &[usize],
+        lr: f64,
+        spec: &ObjectiveSpec,
+    ) -> Result<StepMetrics, VaeError> {
+        let step = self.state.step;
+        let e = self.config.estep();
+        let (refine_steps, refine_lr) = (e.refine_steps, e.refine_lr);
+        let shards = map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
+            let x = self.train.batch(s.rows, self.state.epoch, &self.device);
+            let n = spec.samples * s.rows.len();
+            let refinement = Refinement {
+                steps: refine_steps,
+                rule: Rule::Sgd { lr: refine_lr },
+                samples: spec.samples,
+                seed: derive_seed(
+                    self.seed,
+                    self.shard_stream("refine", s.index).as_bytes(),
+                    step,
+                ),
+                stream: b"refine",
+            };
+            let eps = self.shard_noise(n, "noise", s.index, step);
+            let eps_guide = self.shard_noise(n, "noise-encoder", s.index, step);
+            semi_amortized_gradients(&s, &x, spec, refinement, (eps, eps_guide))
+        });
+        self.apply_two_part(shards, lr)
+    }
+
+    /// Monte Carlo EM in `train.shards` shards: see [`monte_carlo_em_gradients`].
+    fn monte_carlo_em_step(
+        &mut self,
+        rows: &[usize],
+        lr: f64,
+        spec: &ObjectiveSpec,
+    ) -> Result<StepMetrics, VaeError> {
+        let step = self.state.step;
+        let (k, proposal) = (self.config.estep().mc_samples, self.config.estep().proposal);
+        let shards = map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
+            let x = self.train.batch(s.rows, self.state.epoch, &self.device);
+            let b = s.rows.len();
+            let draws = match proposal {
+                Proposal::Encoder => {
+                    ProposalDraws::Encoder(self.shard_noise(k * b, "mcem", s.index, step))
+                }
+                Proposal::Prior => ProposalDraws::Prior(derive_seed(
+                    self.seed,
+                    self.shard_stream("mcem-prior", s.index).as_bytes(),
+                    step,
+                )),
+            };
+            let eps_guide = self.shard_noise(spec.samples * b, "noise-encoder", s.index, step);
+            monte_carlo_em_gradients(&s, &x, spec, k, draws, eps_guide)
+        });
+        self.apply_two_part(shards, lr)
+    }
+}
+
+/// Kim et al. 2018's semi-amortized step on one shard (weight `w`): the posteriors the encoder gives
+/// are refined by `refinement`'s gradient steps on each row's ELBO (the model held fixed), the decoder
+/// and prior take the gradient of `w · (−ELBO)` at the refined posteriors, and the encoder that of
+/// `w · (−ELBO)` at its own output (through the decoder to z, the decoder's weights frozen).
+/// Noise: `eps` for the decoder's term, `eps_guide` for the encoder's, `[samples · rows, latent]` each.
+pub(crate) fn semi_amortized_gradients<M: AmortizedModel>(
+    s: &Shard<'_, M>,
+    x: &M::Batch,
+    spec: &ObjectiveSpec,
+    refinement: Refinement,
+    (eps, eps_guide): (Tensor<2>, Tensor<2>),
+) -> TwoPartGradients {
+    let q0 = s.model.posterior(x);
+    let refined = optimise_posteriors(s.model, x, q0.clone().detach(), refinement);
+    let terms = batch_terms(s.model, &refined, x, eps, spec);
+    let metrics = s.weigh_metrics(metrics_of(&terms));
+    let decoder = GradientsParams::from_grads(s.weigh(terms.loss).backward(), s.model);
+    let guide = s.model.guide_only();
+    let guide_terms = batch_terms(&guide, &q0, x, eps_guide, spec);
+    let guide_grads = guide.guide_gradients(s.weigh(guide_terms.loss).backward());
+    (metrics, decoder, guide_grads)
+}
+
+/// Monte Carlo EM on one shard (weight `w`): self-normalised importance weights
+/// `w_k ∝ p(x, z_k) / r(z_k)` over `K` draws from the proposal `r` (the encoder's posterior, or the
+/// prior) form the E-step; the decoder and prior take the gradient of `−w · Σ_k w_k log p(x, z_k)`
+/// (the M-step). The encoder is trained on its own ELBO (the decoder's weights frozen) either way: as
+/// the proposal it improves the E-step, and it gives posteriors for evaluation and encoding. Metrics:
+/// the loss, the importance-sampled bound `log (1/K) Σ_k p(x, z_k) / r(z_k)`, the mean
+/// `log p(x | z_k)` and the encoder's KL.
+pub(crate) fn monte_carlo_em_gradients<M: AmortizedModel>(
+    s: &Shard<'_, M>,
+    x: &M::Batch,
+    spec: &ObjectiveSpec,
+    k: usize,
+    draws: ProposalDraws,
+    eps_guide: Tensor<2>,
+) -> TwoPartGradients {
+    let model = s.model;
+    let q = model.posterior(x);
+    let b = q.mean.dims()[0];
+    let (z, log_r) = match draws {
+        ProposalDraws::Encoder(eps) => {
+            let fixed = q.clone().detach();
+            (
+                fixed.sample(eps.clone(), k),
+                fixed.log_prob_of_noise(eps, k),
+            )
+        }
+        ProposalDraws::Prior(seed) => {
+            let z = sample_prior(model.prior(), k * b, seed, &q.mean.device());
+            let log_r = model.prior().log_prob(z.clone()).detach();
+            (z, log_r)
+        }
+    };
+    let log_lik = model.log_likelihood(x, z.clone(), k);
+    let log_joint = log_lik.clone() + model.prior().log_prob(z);
+    let log_w = (log_joint.clone().detach() - log_r).reshape([k, b]);
+    let weights = burn::tensor::activation::softmax(log_w.clone(), 0);
+    let loss = (weights * log_joint.reshape([k, b]))
+        .sum_dim(0)
+        .mean()
+        .neg();
+    let bound = emvae_core::tensor::log_sum_exp(log_w, 0).sub_scalar((k as f64).ln());
+    let rec = log_lik.reshape([k, b]).mean_dim(0);
+    let loss_value = mean_of(&loss);
+    let bound_value = tensor_to_vec(bound.mean())[0];
+    let rec_value = tensor_to_vec(rec.mean())[0];
+    let decoder = GradientsParams::from_grads(s.weigh(loss).backward(), model);
+    let elbo = ObjectiveSpec {
+        kind: ObjectiveKind::Elbo,
+        ..*spec
+    };
+    let guide = model.guide_only();
+    let terms = batch_terms(&guide, &q, x, eps_guide, &elbo);
+    let kl = mean_of(&terms.kl);
+    let guide_grads = guide.guide_gradients(s.weigh(terms.loss).backward());
+    let metrics = s.weigh_metrics((loss_value, bound_value, rec_value, kl));
+    (metrics, decoder, guide_grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KlEstimator, VaeConfig};
+    use crate::data::{Binarization, VaeData, normal_noise};
+    use crate::train::gradient_values;
+    use crate::vae::Vae;
+    use burn::tensor::Device;
+    use emvae_core::data::Matrix;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Case {
+        SemiAmortized,
+        MonteCarloEm,
+    }
+
+    /// A two-part step's metrics, and its decoder and guide gradients as `(decoder part, encoder part)`
+    /// of each (`None` where a parameter got none), from `rows` in `shards` shards. The noise of a row
+    /// (and of each of its samples) is the same whichever shard holds it.
+    #[allow(clippy::type_complexity)]
+    fn two_part_step(case: Case, shards: usize) -> (StepMetrics, [Vec<Option<Vec<f64>>>; 4]) {
+        let device = Device::flex().autodiff();
+        let config: VaeConfig = toml::from_str(
+            "[encoder]\nsizes = [12, 16, 3]\n[decoder]\nsizes = [3, 16, 12]\n\
+             [likelihood]\nkind = \"bernoulli\"\n",
+        )
+        .expect("config");
+        let model = Vae::new(&config, 3, &device);
+        let values = (0..40 * 12)
+            .map(|i| ((i * 7919) % 3 == 0) as u8 as f64)
+            .collect();
+        let data = VaeData::new(&Matrix::new(40, 12, values), Binarization::None);
+        let rows: Vec<usize> = (0..40).rev().step_by(3).collect();
+        let spec = ObjectiveSpec {
+            kind: ObjectiveKind::Elbo,
+            samples: 2,
+            beta: 0.7,
+            free_bits: 0.0,
+            kl: KlEstimator::Analytic,
+        };
+        let k = 4;
+        // Sample-major noise of `part`'s rows: row `s * len + i` is sample `s` of row `part[i]`.
+        let noise = |part: &[usize], samples: usize, stream: &[u8]| {
+            let mut blocks = Vec::with_capacity(samples * part.len());
+            for s in 0..samples {
+                for &r in part {
+                    let index = (s * 1000 + r) as u64;
+                    blocks.push(normal_noise(1, 3, 11, stream, index, &device));
+                }
+            }
+            Tensor::cat(blocks, 0)
+        };
+        let results = map_shards(&model, &rows, shards, &|s: Shard<'_, Vae>| {
+            let x = data.batch(s.rows, 0, &device);
+            let eps_guide = noise(s.rows, spec.samples, b"guide");
+            match case {
+                // No refinement steps: their noise is drawn per shard, not per row.
+                Case::SemiAmortized => {
+                    let refinement = Refinement {
+                        steps: 0,
+                        rule: Rule::Sgd { lr: 1.0 },
+                        samples: spec.samples,
+                        seed: 5,
+                        stream: b"refine",
+                    };
+                    let eps = noise(s.rows, spec.samples, b"decoder");
+                    semi_amortized_gradients(&s, &x, &spec, refinement, (eps, eps_guide))
+                }
+                Case::MonteCarloEm => {
+                    let draws = ProposalDraws::Encoder(noise(s.rows, k, b"proposal"));
+                    monte_carlo_em_gradients(&s, &x, &spec, k, draws, eps_guide)
+                }
+            }
+        });
+        let (mut metrics, mut decoder, mut guide) = (Vec::new(), Vec::new(), Vec::new());
+        for (m, d, g) in results {
+            metrics.push(m);
+            decoder.push(d);
+            guide.push(g);
+        }
+        let mut decoder = sum_gradients(&model, decoder);
+        let mut guide = sum_gradients(&model, guide);
+        let parts = [
+            gradient_values(&model.decoder, &mut decoder),
+            gradient_values(&model.encoder, &mut decoder),
+            gradient_values(&model.decoder, &mut guide),
+            gradient_values(&model.encoder, &mut guide),
+        ];
+        assert!(
+            decoder.is_empty() && guide.is_empty(),
+            "a gradient outside the model"
+        );
+        (sum_metrics(metrics), parts)
+    }
+
+    /// The semi-amortized and Monte Carlo EM steps in three shards give the metrics and the two
+    /// gradient sets (the decoder's, the guide's) of the whole minibatch, and each set only its part.
+    #[test]
+    fn sharded_two_part_steps_equal_the_whole_batch() {
+        for case in [Case::SemiAmortized, Case::MonteCarloEm] {
+            let (m3, g3) = two_part_step(case, 3);
+            let (m1, g1) = two_part_step(case, 1);
+            for (a, b) in [(m3.0, m1.0), (m3.1, m1.1), (m3.2, m1.2), (m3.3, m1.3)] {
+                assert!(
+                    (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                    "{case:?}: metric {a} vs {b}"
+                );
+            }
+            // The decoder set holds the decoder alone, the guide set the encoder alone.
+            for (i, (p3, p1)) in g3.iter().zip(&g1).enumerate() {
+                let trained = i == 0 || i == 3;
+                assert_eq!(p3.len(), p1.len());
+                for (a, b) in p3.iter().zip(p1) {
+                    assert_eq!(a.is_some(), trained, "{case:?}: part {i}");
+                    assert_eq!(b.is_some(), trained, "{case:?}: part {i}");
+                    let (Some(a), Some(b)) = (a, b) else { continue };
+                    for (a, b) in a.iter().zip(b) {
+                        assert!(
+                            (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                            "{case:?}: gradient {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
