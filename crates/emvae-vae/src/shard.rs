@@ -249,7 +249,7 @@ fn split_evenly(rows: &[usize], parts: usize) -> Vec<&[usize]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{KlEstimator, ObjectiveKind, VaeConfig};
     use crate::data::{Binarization, VaeData, normal_noise};
@@ -266,6 +266,23 @@ mod tests {
             .collect();
         assert!(grads.is_empty(), "a gradient outside the module");
         values
+    }
+
+    /// A small Bernoulli VAE (12 inputs, 3 latents), 40 rows of binary data, and a minibatch of 14 of
+    /// them in a scrambled order: the fixture of the sharding tests.
+    pub(crate) fn small_vae_batch(device: &Device) -> (Vae, VaeData, Vec<usize>) {
+        let config: VaeConfig = toml::from_str(
+            "[encoder]\nsizes = [12, 16, 3]\n[decoder]\nsizes = [3, 16, 12]\n\
+             [likelihood]\nkind = \"bernoulli\"\n",
+        )
+        .expect("config");
+        let model = Vae::new(&config, 3, device);
+        let values = (0..40 * 12)
+            .map(|i| ((i * 7919) % 3 == 0) as u8 as f64)
+            .collect();
+        let data = VaeData::new(&Matrix::new(40, 12, values), Binarization::None);
+        let rows: Vec<usize> = (0..40).rev().step_by(3).collect();
+        (model, data, rows)
     }
 
     #[test]
@@ -291,22 +308,12 @@ mod tests {
 
     fn shards_sum_to_the_whole_batch_gradient_of(guide_only: bool) {
         let device = Device::flex().autodiff();
-        let config: VaeConfig = toml::from_str(
-            "[encoder]\nsizes = [12, 16, 3]\n[decoder]\nsizes = [3, 16, 12]\n\
-             [likelihood]\nkind = \"bernoulli\"\n",
-        )
-        .expect("config");
-        let model = Vae::new(&config, 3, &device);
+        let (model, data, rows) = small_vae_batch(&device);
         let model = if guide_only {
             model.guide_only()
         } else {
             model
         };
-        let values = (0..40 * 12)
-            .map(|i| ((i * 7919) % 3 == 0) as u8 as f64)
-            .collect();
-        let data = VaeData::new(&Matrix::new(40, 12, values), Binarization::None);
-        let rows: Vec<usize> = (0..40).rev().step_by(3).collect();
         let spec = ObjectiveSpec {
             kind: ObjectiveKind::Elbo,
             samples: 1,

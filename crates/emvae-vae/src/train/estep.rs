@@ -178,6 +178,18 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         Ok(metrics)
     }
 
+    /// `work` on each shard of `rows` with the shard's batch: the shards of a two-part step.
+    fn two_part_shards(
+        &self,
+        rows: &[usize],
+        work: &(dyn Fn(&Shard<'_, M>, &M::Batch) -> TwoPartGradients + Sync),
+    ) -> Vec<TwoPartGradients> {
+        map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
+            let x = self.train.batch(s.rows, self.state.epoch, &self.device);
+            work(&s, &x)
+        })
+    }
+
     /// Applies a two-part step's shards: the decoder's summed gradients, then the guide's.
     fn apply_two_part(
         &mut self,
@@ -208,8 +220,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         let step = self.state.step;
         let e = self.config.estep();
         let (refine_steps, refine_lr) = (e.refine_steps, e.refine_lr);
-        let shards = map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
-            let x = self.train.batch(s.rows, self.state.epoch, &self.device);
+        let shards = self.two_part_shards(rows, &|s, x| {
             let n = spec.samples * s.rows.len();
             let refinement = Refinement {
                 steps: refine_steps,
@@ -224,7 +235,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             };
             let eps = self.shard_noise(n, "noise", s.index, step);
             let eps_guide = self.shard_noise(n, "noise-encoder", s.index, step);
-            semi_amortized_gradients(&s, &x, spec, refinement, (eps, eps_guide))
+            semi_amortized_gradients(s, x, spec, refinement, (eps, eps_guide))
         });
         self.apply_two_part(shards, lr)
     }
@@ -238,8 +249,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
     ) -> Result<StepMetrics, VaeError> {
         let step = self.state.step;
         let (k, proposal) = (self.config.estep().mc_samples, self.config.estep().proposal);
-        let shards = map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
-            let x = self.train.batch(s.rows, self.state.epoch, &self.device);
+        let shards = self.two_part_shards(rows, &|s, x| {
             let b = s.rows.len();
             let draws = match proposal {
                 Proposal::Encoder => {
@@ -252,7 +262,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 )),
             };
             let eps_guide = self.shard_noise(spec.samples * b, "noise-encoder", s.index, step);
-            monte_carlo_em_gradients(&s, &x, spec, k, draws, eps_guide)
+            monte_carlo_em_gradients(s, x, spec, k, draws, eps_guide)
         });
         self.apply_two_part(shards, lr)
     }
@@ -342,12 +352,12 @@ pub(crate) fn monte_carlo_em_gradients<M: AmortizedModel>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{KlEstimator, VaeConfig};
-    use crate::data::{Binarization, VaeData, normal_noise};
+    use crate::config::KlEstimator;
+    use crate::data::normal_noise;
+    use crate::shard::tests::small_vae_batch;
     use crate::train::gradient_values;
     use crate::vae::Vae;
     use burn::tensor::Device;
-    use emvae_core::data::Matrix;
 
     #[derive(Clone, Copy, Debug)]
     enum Case {
@@ -361,17 +371,7 @@ mod tests {
     #[allow(clippy::type_complexity)]
     fn two_part_step(case: Case, shards: usize) -> (StepMetrics, [Vec<Option<Vec<f64>>>; 4]) {
         let device = Device::flex().autodiff();
-        let config: VaeConfig = toml::from_str(
-            "[encoder]\nsizes = [12, 16, 3]\n[decoder]\nsizes = [3, 16, 12]\n\
-             [likelihood]\nkind = \"bernoulli\"\n",
-        )
-        .expect("config");
-        let model = Vae::new(&config, 3, &device);
-        let values = (0..40 * 12)
-            .map(|i| ((i * 7919) % 3 == 0) as u8 as f64)
-            .collect();
-        let data = VaeData::new(&Matrix::new(40, 12, values), Binarization::None);
-        let rows: Vec<usize> = (0..40).rev().step_by(3).collect();
+        let (model, data, rows) = small_vae_batch(&device);
         let spec = ObjectiveSpec {
             kind: ObjectiveKind::Elbo,
             samples: 2,
