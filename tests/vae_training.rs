@@ -187,6 +187,10 @@ fn every_strategy_and_objective_learns() {
             "[train]\nepochs = 30\nbatch_size = 100\n[estep]\nstrategy = \"non_amortized\"\nposterior_lr = 0.05\n[eval]\ngap_steps = 150\ngap_lr = 0.05\n",
         ),
         (
+            "non-amortized, 2 shards",
+            "[train]\nepochs = 30\nbatch_size = 100\nshards = 2\n[estep]\nstrategy = \"non_amortized\"\nposterior_lr = 0.05\n[eval]\ngap_steps = 150\ngap_lr = 0.05\n",
+        ),
+        (
             "Monte Carlo EM (encoder)",
             "[train]\nepochs = 15\nbatch_size = 100\n[estep]\nstrategy = \"monte_carlo_em\"\nmc_samples = 8\n",
         ),
@@ -316,14 +320,15 @@ fn gaussian_and_categorical_likelihoods_learn() {
 }
 
 /// Train N steps, stop, resume from the checkpoint bytes and train M more: the same model, bit for
-/// bit, as N + M steps at once, for a strategy with per-point state and those with inner loops or two
-/// gradient sets (also in two data-parallel shards).
+/// bit, as N + M steps at once, for each E-step strategy: with per-point state, inner loops or two
+/// gradient sets (each also in two data-parallel shards).
 #[test]
 fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
     let x = prototypes(500, 16, 8);
     for (strategy, shards) in [
         ("amortized", 1),
         ("non_amortized", 1),
+        ("non_amortized", 2),
         ("aggressive", 1),
         ("aggressive", 2),
         ("semi_amortized", 1),

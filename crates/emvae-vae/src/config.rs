@@ -404,8 +404,7 @@ pub struct TrainConfig {
     /// Plateau schedule: training stops at this many decays (early stopping).
     #[serde(default = "default_max_decays")]
     pub max_decays: usize,
-    /// Data-parallel shards of each minibatch (every strategy but the non-amortized one, whose per-point
-    /// posteriors are one table): the shards' gradients are
+    /// Data-parallel shards of each minibatch (every E-step strategy): the shards' gradients are
     /// computed concurrently, one thread each, on replicas of the model and summed in a fixed order,
     /// so results depend on this number and never on the machine's core count. 1 runs the step whole;
     /// 0 (the default) chooses from the config alone: 2 when a step is large enough for a second

@@ -1,8 +1,7 @@
 //! The optimisation step of each E-step strategy: amortized (with He et al. 2019's aggressive inner
-//! loop), non-amortized, semi-amortized (Kim et al. 2018) and Monte Carlo EM. All but the non-amortized
-//! one (whose per-point posteriors live in one table) run in `train.shards` data-parallel shards
-//! ([`crate::shard`]); an unsharded step draws its noise as before shards existed, so such runs
-//! continue bit for bit.
+//! loop), non-amortized, semi-amortized (Kim et al. 2018) and Monte Carlo EM, each in `train.shards`
+//! data-parallel shards ([`crate::shard`]); an unsharded step draws its noise as before shards existed,
+//! so such runs continue bit for bit.
 
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -140,42 +139,48 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         Ok(())
     }
 
-    /// Non-amortized (per-point) variational EM: the rows' own posteriors take a gradient step of
-    /// `estep.posterior_lr` on the ELBO, and the model one of the optimiser.
+    /// Non-amortized (per-point) variational EM in `train.shards` shards: see
+    /// [`non_amortized_gradients`]; the model takes a step of the optimiser, the rows' posteriors one of
+    /// their own Adam with step size `estep.posterior_lr`.
     fn non_amortized_step(
         &mut self,
         rows: &[usize],
         lr: f64,
         spec: &ObjectiveSpec,
     ) -> Result<StepMetrics, VaeError> {
-        let b = rows.len();
-        let x = self.train.batch(rows, self.state.epoch, &self.device);
+        let step = self.state.step;
         let local = self
             .local
             .as_ref()
             .expect("non-amortized runs hold local posteriors");
-        let init = local.gather(rows, &self.device);
-        let mean = init.mean.require_grad();
-        let log_var = init.log_var.require_grad();
-        let q = Posterior {
-            mean: mean.clone(),
-            log_var: log_var.clone(),
-        };
-        let eps = self.noise(spec.samples * b, b"noise", self.state.step);
-        let terms = batch_terms(&self.model, &q, &x, eps, spec);
-        let metrics = metrics_of(&terms);
-        let grads = terms.loss.backward();
-        let gm = mean.grad(&grads).map(tensor_to_vec).unwrap_or_default();
-        let gl = log_var.grad(&grads).map(tensor_to_vec).unwrap_or_default();
-        let model_grads = GradientsParams::from_grads(grads, &self.model);
+        let shards = map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
+            let x = self.train.batch(s.rows, self.state.epoch, &self.device);
+            let init = local.gather(s.rows, &self.device);
+            let eps = self.shard_noise(spec.samples * s.rows.len(), "noise", s.index, step);
+            (
+                s.rows.to_vec(),
+                non_amortized_gradients(&s, &x, init, eps, spec),
+            )
+        });
+        let mut metrics = Vec::with_capacity(shards.len());
+        let mut model_grads = Vec::with_capacity(shards.len());
+        let mut posterior_grads = Vec::with_capacity(shards.len());
+        for (part, (m, g, posterior)) in shards {
+            metrics.push(m);
+            model_grads.push(g);
+            posterior_grads.push((part, posterior));
+        }
+        let model_grads = sum_gradients(&self.model, model_grads);
         self.apply(model_grads, lr)?;
         let post_lr = self.config.estep().posterior_lr;
-        if let Some(local) = self.local.as_mut()
-            && !gm.is_empty()
-        {
-            local.update(rows, &gm, &gl, post_lr);
+        if let Some(local) = self.local.as_mut() {
+            for (part, (gm, gl)) in posterior_grads {
+                if !gm.is_empty() {
+                    local.update(&part, &gm, &gl, post_lr);
+                }
+            }
         }
-        Ok(metrics)
+        Ok(sum_metrics(metrics))
     }
 
     /// `work` on each shard of `rows` with the shard's batch: the shards of a two-part step.
@@ -266,6 +271,35 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         });
         self.apply_two_part(shards, lr)
     }
+}
+
+/// Non-amortized variational EM on one shard (weight `w`): the gradients of `w · (−ELBO)` with
+/// respect to the model's parameters, and to the rows' own posteriors `init` (free variational
+/// parameters, flattened row-major: mean, then log-variance), which are the whole batch's for those
+/// rows. Noise `eps` `[samples · rows, latent]`.
+pub(crate) fn non_amortized_gradients<M: AmortizedModel>(
+    s: &Shard<'_, M>,
+    x: &M::Batch,
+    init: Posterior,
+    eps: Tensor<2>,
+    spec: &ObjectiveSpec,
+) -> (StepMetrics, GradientsParams, (Vec<f64>, Vec<f64>)) {
+    let mean = init.mean.require_grad();
+    let log_var = init.log_var.require_grad();
+    let q = Posterior {
+        mean: mean.clone(),
+        log_var: log_var.clone(),
+    };
+    let terms = batch_terms(s.model, &q, x, eps, spec);
+    let metrics = s.weigh_metrics(metrics_of(&terms));
+    let grads = s.weigh(terms.loss).backward();
+    let gm = mean.grad(&grads).map(tensor_to_vec).unwrap_or_default();
+    let gl = log_var.grad(&grads).map(tensor_to_vec).unwrap_or_default();
+    (
+        metrics,
+        GradientsParams::from_grads(grads, s.model),
+        (gm, gl),
+    )
 }
 
 /// Kim et al. 2018's semi-amortized step on one shard (weight `w`): the posteriors the encoder gives
@@ -462,6 +496,89 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The non-amortized step in three shards gives the whole minibatch's metrics, model gradients
+    /// (the decoder's alone: the encoder is unused) and each row's posterior gradients.
+    #[test]
+    fn sharded_non_amortized_step_equals_the_whole_batch() {
+        let device = Device::flex().autodiff();
+        let (model, data, rows) = small_vae_batch(&device);
+        let spec = ObjectiveSpec {
+            kind: ObjectiveKind::Elbo,
+            samples: 2,
+            beta: 0.7,
+            free_bits: 0.0,
+            kl: KlEstimator::Analytic,
+        };
+        let mut local = super::super::LocalPosteriors::new(40, 3);
+        for (i, (m, v)) in local.mean.iter_mut().zip(&mut local.log_var).enumerate() {
+            *m = ((i * 37) % 11) as f32 / 5.0 - 1.0;
+            *v = ((i * 13) % 7) as f32 / 7.0 - 0.5;
+        }
+        let run = |shards: usize| {
+            let results = map_shards(&model, &rows, shards, &|s: Shard<'_, Vae>| {
+                let x = data.batch(s.rows, 0, &device);
+                let mut blocks = Vec::new();
+                for sample in 0..spec.samples {
+                    for &r in s.rows {
+                        let index = (sample * 1000 + r) as u64;
+                        blocks.push(normal_noise(1, 3, 11, b"test", index, &device));
+                    }
+                }
+                let init = local.gather(s.rows, &device);
+                let result = non_amortized_gradients(&s, &x, init, Tensor::cat(blocks, 0), &spec);
+                (s.rows.to_vec(), result)
+            });
+            let (mut metrics, mut grads, mut per_row) = (Vec::new(), Vec::new(), Vec::new());
+            for (part, (m, g, (gm, gl))) in results {
+                metrics.push(m);
+                grads.push(g);
+                for (i, &r) in part.iter().enumerate() {
+                    per_row.push((
+                        r,
+                        gm[i * 3..i * 3 + 3].to_vec(),
+                        gl[i * 3..i * 3 + 3].to_vec(),
+                    ));
+                }
+            }
+            let mut grads = sum_gradients(&model, grads);
+            let decoder = gradient_values(&model.decoder, &mut grads);
+            let encoder = gradient_values(&model.encoder, &mut grads);
+            assert!(grads.is_empty(), "a gradient outside the model");
+            assert!(
+                encoder.iter().all(Option::is_none),
+                "the unused encoder got a gradient"
+            );
+            per_row.sort_by_key(|(r, ..)| *r);
+            (sum_metrics(metrics), decoder, per_row)
+        };
+        let (m3, d3, p3) = run(3);
+        let (m1, d1, p1) = run(1);
+        let close = |a: f64, b: f64, tol: f64| (a - b).abs() < tol * (1.0 + b.abs());
+        for (a, b) in [(m3.0, m1.0), (m3.1, m1.1), (m3.2, m1.2), (m3.3, m1.3)] {
+            assert!(close(a, b, 1e-4), "metric {a} vs {b}");
+        }
+        for (a, b) in d3.iter().zip(&d1) {
+            let (Some(a), Some(b)) = (a, b) else {
+                panic!("a decoder parameter without a gradient");
+            };
+            assert!(
+                a.iter().zip(b).all(|(a, b)| close(*a, *b, 1e-5)),
+                "decoder gradient"
+            );
+        }
+        assert_eq!(p3.len(), rows.len());
+        for ((r3, m3, v3), (r1, m1, v1)) in p3.iter().zip(&p1) {
+            assert_eq!(r3, r1);
+            for (a, b) in m3.iter().chain(v3).zip(m1.iter().chain(v1)) {
+                assert!(
+                    close(*a, *b, 1e-5),
+                    "row {r3}: posterior gradient {a} vs {b}"
+                );
+                assert!(*b != 0.0, "row {r3}: no posterior gradient");
             }
         }
     }
