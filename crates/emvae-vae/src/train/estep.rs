@@ -170,8 +170,11 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             model_grads.push(g);
             posterior_grads.push((part, posterior));
         }
-        let model_grads = sum_gradients(&self.model, model_grads);
-        self.apply(model_grads, lr)?;
+        let metrics = sum_metrics(metrics);
+        if !metrics.0.is_finite() {
+            return Ok(metrics);
+        }
+        self.apply(sum_gradients(&self.model, model_grads), lr)?;
         let post_lr = self.config.estep().posterior_lr;
         if let Some(local) = self.local.as_mut() {
             for (part, (gm, gl)) in posterior_grads {
@@ -180,7 +183,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
                 }
             }
         }
-        Ok(sum_metrics(metrics))
+        Ok(metrics)
     }
 
     /// `work` on each shard of `rows` with the shard's batch: the shards of a two-part step.
@@ -208,11 +211,13 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             decoder.push(d);
             guide.push(g);
         }
-        let decoder = sum_gradients(&self.model, decoder);
-        let guide = sum_gradients(&self.model, guide);
-        self.apply(decoder, lr)?;
-        self.apply(guide, lr)?;
-        Ok(sum_metrics(metrics))
+        let metrics = sum_metrics(metrics);
+        // A non-finite loss is reported by the loop with the term that went first.
+        if metrics.0.is_finite() {
+            self.apply(sum_gradients(&self.model, decoder), lr)?;
+            self.apply(sum_gradients(&self.model, guide), lr)?;
+        }
+        Ok(metrics)
     }
 
     /// Kim et al. 2018 in `train.shards` shards: see [`semi_amortized_gradients`].
