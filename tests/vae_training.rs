@@ -382,3 +382,47 @@ fn resumed_training_equals_uninterrupted_training_bit_for_bit() {
         assert!(err.to_string().contains("different model"), "{err}");
     }
 }
+
+/// A run whose learning rate makes it diverge stops with an error naming the step and the term of the
+/// objective that went non-finite first, for each E-step strategy whose encoder a learning rate of 1e4
+/// blows up (in two shards too), rather than passing the optimiser a NaN gradient. (The non-amortized
+/// strategy has no encoder: its free posteriors take steps of their own size, and its Bernoulli
+/// decoder saturates at this rate without overflowing.)
+#[test]
+fn every_strategy_reports_the_term_that_diverged() {
+    let x = prototypes(400, 16, 3);
+    for strategy in [
+        "amortized",
+        "aggressive",
+        "semi_amortized",
+        "monte_carlo_em",
+    ] {
+        for shards in [1, 2] {
+            let mut c = config(
+                &format!(
+                    "[train]\nepochs = 20\nbatch_size = 50\nshards = {shards}\n[estep]\n\
+                     strategy = \"{strategy}\"\ninner_max_steps = 4\ninner_window = 2\nrefine_steps = 2\n"
+                ),
+                16,
+                3,
+            );
+            c.train.lr = 1e4;
+            let data = VaeData::new(&x, Binarization::None);
+            let mut t = Trainer::new(c, 1, Device::flex().autodiff(), data, None).unwrap();
+            let err = t
+                .run(&mut (), None)
+                .expect_err("a learning rate of 1e4 diverges")
+                .to_string();
+            assert!(
+                err.contains("training diverged at step") && err.contains("lower train.lr"),
+                "{strategy}: {err}"
+            );
+            assert!(
+                err.contains("the reconstruction term E_q[log p(x|z)] is")
+                    || err.contains("the KL term is")
+                    || err.contains("the loss is"),
+                "{strategy}, {shards} shards: the term is not named: {err}"
+            );
+        }
+    }
+}

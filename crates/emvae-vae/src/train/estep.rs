@@ -126,6 +126,10 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             let guide = self.model.guide_only();
             let noise = ("aggressive-noise", derive_seed(step, b"inner", i as u64));
             let ((loss, ..), grads) = self.sharded_gradients(&guide, &rows, spec, false, noise);
+            if !loss.is_finite() {
+                // The decoder step that follows meets it too, and the loop names the term.
+                break;
+            }
             window += loss;
             self.apply(grads, lr)?;
             if (i + 1) % e.inner_window == 0 {
