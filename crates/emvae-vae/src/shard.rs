@@ -285,6 +285,35 @@ pub(crate) mod tests {
         (model, data, rows)
     }
 
+    /// The ELBO with `samples` samples, KL weight 0.7 and the analytic KL: the sharding tests' objective.
+    pub(crate) fn test_spec(samples: usize) -> ObjectiveSpec {
+        ObjectiveSpec {
+            kind: ObjectiveKind::Elbo,
+            samples,
+            beta: 0.7,
+            free_bits: 0.0,
+            kl: KlEstimator::Analytic,
+        }
+    }
+
+    /// Sample-major noise `[samples * rows, 3]` for `part`'s rows (row `s * len + i` is sample `s` of
+    /// row `part[i]`), each row's (and sample's) the same whichever shard holds it.
+    pub(crate) fn row_noise(
+        part: &[usize],
+        samples: usize,
+        stream: &[u8],
+        device: &Device,
+    ) -> Tensor<2> {
+        let mut blocks = Vec::with_capacity(samples * part.len());
+        for s in 0..samples {
+            for &r in part {
+                let index = (s * 1000 + r) as u64;
+                blocks.push(normal_noise(1, 3, 11, stream, index, device));
+            }
+        }
+        Tensor::cat(blocks, 0)
+    }
+
     #[test]
     fn split_is_contiguous_and_even() {
         let rows: Vec<usize> = (0..7).collect();
@@ -314,13 +343,7 @@ pub(crate) mod tests {
         } else {
             model
         };
-        let spec = ObjectiveSpec {
-            kind: ObjectiveKind::Elbo,
-            samples: 1,
-            beta: 0.7,
-            free_bits: 0.0,
-            kl: KlEstimator::Analytic,
-        };
+        let spec = test_spec(1);
         let step = ShardedStep {
             model: &model,
             data: &data,
@@ -330,14 +353,10 @@ pub(crate) mod tests {
             detach_guide: false,
         };
         // The noise of a row is the same whichever shard holds it.
-        let row_noise = |row: usize| normal_noise(1, 3, 11, b"test", row as u64, &device);
         let parts = split_evenly(&rows, 3);
-        let sharded_noise = |shard: usize, _len: usize| {
-            Tensor::cat(parts[shard].iter().map(|&r| row_noise(r)).collect(), 0)
-        };
-        let whole_noise = |_shard: usize, _len: usize| {
-            Tensor::cat(rows.iter().map(|&r| row_noise(r)).collect(), 0)
-        };
+        let sharded_noise =
+            |shard: usize, _len: usize| row_noise(parts[shard], 1, b"test", &device);
+        let whole_noise = |_shard: usize, _len: usize| row_noise(&rows, 1, b"test", &device);
         let (m3, g3) = step.gradients(&rows, 3, &sharded_noise);
         let (m1, g1) = step.gradients(&rows, 1, &whole_noise);
         for (a, b) in [(m3.0, m1.0), (m3.1, m1.1), (m3.2, m1.2), (m3.3, m1.3)] {

@@ -157,13 +157,12 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
             .local
             .as_ref()
             .expect("non-amortized runs hold local posteriors");
-        let shards = map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
-            let x = self.train.batch(s.rows, self.state.epoch, &self.device);
+        let shards = self.batched_shards(rows, &|s, x| {
             let init = local.gather(s.rows, &self.device);
             let eps = self.shard_noise(spec.samples * s.rows.len(), "noise", s.index, step);
             (
                 s.rows.to_vec(),
-                non_amortized_gradients(&s, &x, init, eps, spec),
+                non_amortized_gradients(s, x, init, eps, spec),
             )
         });
         let mut metrics = Vec::with_capacity(shards.len());
@@ -190,12 +189,12 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         Ok(metrics)
     }
 
-    /// `work` on each shard of `rows` with the shard's batch: the shards of a two-part step.
-    fn two_part_shards(
+    /// `work` on each shard of `rows` ([`map_shards`]) with the shard's batch.
+    fn batched_shards<R: Send>(
         &self,
         rows: &[usize],
-        work: &(dyn Fn(&Shard<'_, M>, &M::Batch) -> TwoPartGradients + Sync),
-    ) -> Vec<TwoPartGradients> {
+        work: &(dyn Fn(&Shard<'_, M>, &M::Batch) -> R + Sync),
+    ) -> Vec<R> {
         map_shards(&self.model, rows, self.shards, &|s: Shard<'_, M>| {
             let x = self.train.batch(s.rows, self.state.epoch, &self.device);
             work(&s, &x)
@@ -234,7 +233,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
         let step = self.state.step;
         let e = self.config.estep();
         let (refine_steps, refine_lr) = (e.refine_steps, e.refine_lr);
-        let shards = self.two_part_shards(rows, &|s, x| {
+        let shards = self.batched_shards(rows, &|s, x| {
             let n = spec.samples * s.rows.len();
             let refinement = Refinement {
                 steps: refine_steps,
@@ -263,7 +262,7 @@ impl<M: AmortizedModel> AmortizedTrainer<M> {
     ) -> Result<StepMetrics, VaeError> {
         let step = self.state.step;
         let (k, proposal) = (self.config.estep().mc_samples, self.config.estep().proposal);
-        let shards = self.two_part_shards(rows, &|s, x| {
+        let shards = self.batched_shards(rows, &|s, x| {
             let b = s.rows.len();
             let draws = match proposal {
                 Proposal::Encoder => {
@@ -395,9 +394,7 @@ pub(crate) fn monte_carlo_em_gradients<M: AmortizedModel>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KlEstimator;
-    use crate::data::normal_noise;
-    use crate::shard::tests::small_vae_batch;
+    use crate::shard::tests::{row_noise, small_vae_batch, test_spec};
     use crate::train::gradient_values;
     use crate::vae::Vae;
     use burn::tensor::Device;
@@ -415,24 +412,10 @@ mod tests {
     fn two_part_step(case: Case, shards: usize) -> (StepMetrics, [Vec<Option<Vec<f64>>>; 4]) {
         let device = Device::flex().autodiff();
         let (model, data, rows) = small_vae_batch(&device);
-        let spec = ObjectiveSpec {
-            kind: ObjectiveKind::Elbo,
-            samples: 2,
-            beta: 0.7,
-            free_bits: 0.0,
-            kl: KlEstimator::Analytic,
-        };
+        let spec = test_spec(2);
         let k = 4;
-        // Sample-major noise of `part`'s rows: row `s * len + i` is sample `s` of row `part[i]`.
         let noise = |part: &[usize], samples: usize, stream: &[u8]| {
-            let mut blocks = Vec::with_capacity(samples * part.len());
-            for s in 0..samples {
-                for &r in part {
-                    let index = (s * 1000 + r) as u64;
-                    blocks.push(normal_noise(1, 3, 11, stream, index, &device));
-                }
-            }
-            Tensor::cat(blocks, 0)
+            row_noise(part, samples, stream, &device)
         };
         let results = map_shards(&model, &rows, shards, &|s: Shard<'_, Vae>| {
             let x = data.batch(s.rows, 0, &device);
@@ -515,13 +498,7 @@ mod tests {
     fn sharded_non_amortized_step_equals_the_whole_batch() {
         let device = Device::flex().autodiff();
         let (model, data, rows) = small_vae_batch(&device);
-        let spec = ObjectiveSpec {
-            kind: ObjectiveKind::Elbo,
-            samples: 2,
-            beta: 0.7,
-            free_bits: 0.0,
-            kl: KlEstimator::Analytic,
-        };
+        let spec = test_spec(2);
         let mut local = super::super::LocalPosteriors::new(40, 3);
         for (i, (m, v)) in local.mean.iter_mut().zip(&mut local.log_var).enumerate() {
             *m = ((i * 37) % 11) as f32 / 5.0 - 1.0;
@@ -530,15 +507,9 @@ mod tests {
         let run = |shards: usize| {
             let results = map_shards(&model, &rows, shards, &|s: Shard<'_, Vae>| {
                 let x = data.batch(s.rows, 0, &device);
-                let mut blocks = Vec::new();
-                for sample in 0..spec.samples {
-                    for &r in s.rows {
-                        let index = (sample * 1000 + r) as u64;
-                        blocks.push(normal_noise(1, 3, 11, b"test", index, &device));
-                    }
-                }
+                let eps = row_noise(s.rows, spec.samples, b"test", &device);
                 let init = local.gather(s.rows, &device);
-                let result = non_amortized_gradients(&s, &x, init, Tensor::cat(blocks, 0), &spec);
+                let result = non_amortized_gradients(&s, &x, init, eps, &spec);
                 (s.rows.to_vec(), result)
             });
             let (mut metrics, mut grads, mut per_row) = (Vec::new(), Vec::new(), Vec::new());
